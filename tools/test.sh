@@ -26,6 +26,9 @@ if [ "$(state)" != "$before" ]; then
   fail=1; failed=$((failed+1))
 else echo "ok"; passed=$((passed+1)); fi
 
+step "README.md in sync with nbs/index.ipynb"
+if python tools/readme.py --check; then passed=$((passed+1)); else fail=1; failed=$((failed+1)); fi
+
 step "notebooks in quick mode (nbdev_test)"
 n_nbs=$(find nbs -name '[!_.]*.ipynb' | wc -l)
 if [ "$n_nbs" -eq 0 ]; then echo "FAIL: no notebooks found"; fail=1; failed=$((failed+1))
