@@ -3,6 +3,9 @@
 # notebooks are clean, runs every notebook in quick mode, then the pytest suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# one thread per notebook: nbdev_test runs two notebooks at once on two cores, and oversubscribed
+# torch threads are 5-10x slower than one thread each
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 export MINIAI_QUICK=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 fail=0; passed=0; failed=0
 
