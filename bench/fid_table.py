@@ -146,12 +146,7 @@ def default_model_path(a) -> Path:
 # ------------------------------------------------------------------ evaluation
 def feature_net(kind:str, device):
     "`fid_classifier()`'s course network ('full') or the small one it trains in quick mode ('small'), from the cache."
-    old = os.environ.get('MINIAI_QUICK')
-    os.environ['MINIAI_QUICK'] = '1' if kind == 'small' else '0'   # fid_classifier sizes itself with by_mode
-    try: return fid_classifier(device=device, progress=True)
-    finally:
-        if old is None: del os.environ['MINIAI_QUICK']
-        else: os.environ['MINIAI_QUICK'] = old
+    return fid_classifier(device=device, progress=True, size=kind)
 
 class CountingDenoiser:
     "Wrap a denoiser and count how often it is called (each call is one model evaluation of the whole batch)."
