@@ -24,7 +24,7 @@ from .datasets import DataLoaders, TensorLoader
 
 # %% auto #0
 __all__ = ['EVENTS', 'INNER_STEPS', 'event', 'Callback', 'CancelFitException', 'CancelEpochException', 'CancelBatchException',
-           'with_cbs', 'batch_size', 'predict_step', 'loss_step', 'Learner', 'TrainCB', 'TrainLearner',
+           'with_cbs', 'BatchError', 'batch_size', 'predict_step', 'loss_step', 'Learner', 'TrainCB', 'TrainLearner',
            'MomentumLearner', 'synth_dls', 'DeviceCB', 'SingleBatchCB', 'MetricsCB', 'ProgressCB', 'LRFinderCB',
            'lr_find']
 
@@ -64,6 +64,9 @@ class with_cbs:
         return _f
 
 # %% ../nbs/09_learner.ipynb #e31d712d
+class BatchError(ValueError):
+    "The batch, the model's output and the loss do not fit together; the message says how."
+
 def batch_size(b) -> int:
     "The number of items in batch `b`: the length of the first tensor in it, however nested."
     if isinstance(b, torch.Tensor): return len(b) if b.ndim else 1
@@ -84,7 +87,7 @@ def predict_step(learn, n_inp:int=1):
     b = learn.batch
     if not isinstance(b, (list, tuple)) or len(b) < n_inp:
         n = len(b) if isinstance(b, (list, tuple)) else 1
-        raise ValueError(f'n_inp={n_inp} but the batch has only {n} element(s) {_shape(b)}: '
+        raise BatchError(f'n_inp={n_inp} but the batch has only {n} element(s) {_shape(b)}: '
                          f'set n_inp to the number of model inputs (the rest are targets).')
     learn.preds = learn.model(*b[:n_inp])
 
@@ -94,11 +97,11 @@ def loss_step(learn, n_inp:int=1):
     if isinstance(p, torch.Tensor) and len(ys) == 1 and isinstance(ys[0], torch.Tensor) \
        and ys[0].is_floating_point() and ys[0].shape != p.shape:
         # a float target of another shape would broadcast silently and give a wrong loss
-        raise ValueError(f'predictions have shape {tuple(p.shape)} but targets have shape {tuple(ys[0].shape)}: '
+        raise BatchError(f'predictions have shape {tuple(p.shape)} but targets have shape {tuple(ys[0].shape)}: '
                          f'make the model output match the targets.')
     try: learn.loss = learn.loss_func(p, *ys)
     except (RuntimeError, ValueError, IndexError) as e:
-        raise ValueError(f'loss_func failed on predictions of shape {_shape(p)} and targets of shape {_shape(ys)}: {e}\n'
+        raise BatchError(f'loss_func failed on predictions of shape {_shape(p)} and targets of shape {_shape(ys)}: {e}\n'
                          f'Check that the model output matches what the loss expects (e.g. one output per class '
                          f'for cross entropy, with labels in range).') from e
 
@@ -158,7 +161,7 @@ class Learner:
             try: getattr(cb, nm)(self)
             except (CancelFitException, CancelEpochException, CancelBatchException, KeyboardInterrupt): raise
             except Exception as e:
-                if getattr(e, '_miniai_where', None) or isinstance(e, ValueError) and 'n_inp' in str(e): raise
+                if getattr(e, '_miniai_where', None) or isinstance(e, BatchError): raise   # already says what is wrong
                 msg = f'{type(cb).__name__}.{nm} raised {type(e).__name__}: {e}'
                 try: new = type(e)(msg)
                 except Exception: new = RuntimeError(msg)
