@@ -30,7 +30,7 @@ if pkg_data:
     package_data[cfg['lib_name']] =  [pkg_data]
 
 setuptools.setup(
-    name = cfg['lib_name'],
+    name = cfg.get('dist_name', cfg['lib_name']),
     license = lic[0],
     classifiers = [
         'Development Status :: ' + statuses[int(cfg['status'])],

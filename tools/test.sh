@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README step 3). Checks that the library is what the notebooks export, that the
-# notebooks are clean, runs every notebook in quick mode, then the pytest suite.
+# notebooks are clean, runs every notebook in quick mode, then the pytest suite. With --install (and
+# always under CI=true) it also installs the wheel beside fastai in a fresh venv (tools/test_install.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # one thread per notebook: nbdev_test runs two notebooks at once on two cores, and oversubscribed
@@ -38,6 +39,11 @@ if [ "$n_nbs" -eq 0 ]; then echo "FAIL: no notebooks found"; fail=1; failed=$((f
 elif nbdev_test --n_workers "${MINIAI_TEST_WORKERS:-2}" --timing --do_print; then
   echo "ok: $n_nbs notebooks"; passed=$((passed+n_nbs))
 else echo "FAIL: nbdev_test"; fail=1; failed=$((failed+1)); fi
+
+if [ "${CI:-}" = "true" ] || [[ " $* " == *" --install "* ]]; then
+  step "the wheel beside fastai in a fresh venv (tools/test_install.sh)"
+  if bash tools/test_install.sh; then passed=$((passed+1)); else echo "FAIL: install check"; fail=1; failed=$((failed+1)); fi
+fi
 
 if [ -d tests ]; then
   step "pytest tests/"
