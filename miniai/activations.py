@@ -8,11 +8,13 @@ from functools import partial
 import torch
 from torch import nn
 import fastcore.all as fc
+from .core import set_seed
 from .learner import Callback
 from .datasets import get_grid, subplots
+_all_ = ['set_seed']   # the course's `from miniai.activations import *` gave set_seed (defined in 00_core)
 
 # %% auto #0
-__all__ = ['Hook', 'Hooks', 'append_stats', 'get_hist', 'get_min', 'HooksCallback', 'ActivationStats']
+__all__ = ['Hook', 'Hooks', 'append_stats', 'get_hist', 'get_min', 'HooksCallback', 'ActivationStats', 'set_seed']
 
 # %% ../nbs/10_activations.ipynb #f3712627
 def _plot_means_stds(means, stds, figsize=(10, 4)):
@@ -73,17 +75,21 @@ def append_stats(hook, mod, inp, outp):
     hists.append(acts.abs().histc(40, 0, 10).cpu())
 
 # %% ../nbs/10_activations.ipynb #94bd9dd0
-def get_hist(h:Hook) -> torch.Tensor:
+def _hist_counts(h:Hook) -> torch.Tensor:
     "The histograms `h` recorded with `append_stats`, as a (40 bins, n_batches) tensor of counts."
     if not getattr(h, 'stats', None) or not h.stats[2]:
         raise ValueError(f'{h!r} has recorded no batches: register it with append_stats (or ActivationStats) and run the model first.')
     return torch.stack(h.stats[2]).t().float()
 
+def get_hist(h:Hook) -> torch.Tensor:
+    "The histograms `h` recorded with `append_stats`, as a (40 bins, n_batches) tensor of `log1p(count)`, ready to show as an image."
+    return _hist_counts(h).log1p()
+
 def get_min(h:Hook,
             n_bins:int=1   # how many of the lowest bins count as "nearly zero" (each is 0.25 wide)
            ) -> torch.Tensor:
     "Per batch, the fraction of the activations counted by `h`'s histograms that fall in the lowest `n_bins` bins."
-    hist = get_hist(h)
+    hist = _hist_counts(h)
     return hist[:n_bins].sum(0) / hist.sum(0).clamp_min(1)
 
 # %% ../nbs/10_activations.ipynb #239ee43e
@@ -111,6 +117,11 @@ class HooksCallback(Callback):
         if (self.on_train and mod.training) or (self.on_valid and not mod.training): self.hookfunc(*args, **kwargs)
 
     def cleanup_fit(self, learn): self.hooks.remove()
+    def __iter__(self):
+        raise TypeError(f'{type(self).__name__} is not iterable in miniai (fit(cbs=...) would take it for a list of '
+                        f'callbacks): iterate over its hooks, `cb.hooks`, instead.')
+    def __len__(self): raise TypeError(f'{type(self).__name__} has no len() in miniai: use len(cb.hooks).')
+    def __bool__(self): return True
 
 # %% ../nbs/10_activations.ipynb #35c24880
 class ActivationStats(HooksCallback):
@@ -127,7 +138,7 @@ class ActivationStats(HooksCallback):
         self._check()
         fig, axs = get_grid(len(self.hooks), figsize=figsize)
         for i, (ax, h) in enumerate(zip(axs, self.hooks)):
-            ax.imshow(get_hist(h).log1p(), origin='lower', aspect='auto', extent=(0, len(h.stats[2]), 0, 10))
+            ax.imshow(get_hist(h), origin='lower', aspect='auto', extent=(0, len(h.stats[2]), 0, 10))
             ax.set_title(f'layer {i}'); ax.set_xlabel('batch'); ax.set_ylabel('|activation|')
         fig.tight_layout()
         return axs

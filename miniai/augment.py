@@ -11,24 +11,15 @@ from torch import nn
 import torch.nn.functional as F
 import fastcore.all as fc
 from .core import to_cpu
-from .learner import Callback, Learner, DeviceCB
+from .datasets import show_images
+from .learner import Callback, Learner, CancelFitException, _cb_list
+from .init import BatchTransformCB, tfm_batch
+_all_ = ['BatchTransformCB', 'tfm_batch']   # defined in 11_init, as in the course; used here for augmentation
 
 # %% auto #0
-__all__ = ['TRIVIAL_OPS', 'BatchTransformCB', 'hflip', 'rand_flip', 'rand_crop', 'rand_erase', 'RandErase', 'rand_copy',
-           'RandCopy', 'TrivialAugment', 'CapturePreds', 'capture_preds', 'tta', 'mc_dropout']
-
-# %% ../nbs/14_augment.ipynb #29682499
-class BatchTransformCB(Callback):
-    "Replace the inputs of each batch with `tfm(inputs)`, on the device, during training and/or validation."
-    order = DeviceCB.order + 1   # after the batch is on the device
-    def __init__(self, tfm,                # a function of a batch of inputs (B, C, H, W)
-                 on_train:bool=True,       # transform training batches
-                 on_val:bool=False):       # transform validation batches
-        if not callable(tfm): raise TypeError(f'tfm must be a function of a batch, got {type(tfm).__name__}.')
-        fc.store_attr()
-    def before_batch(self, learn):
-        if (self.on_train and learn.training) or (self.on_val and not learn.training):
-            learn.batch = (self.tfm(learn.batch[0]), *learn.batch[1:])
+__all__ = ['TRIVIAL_OPS', 'hflip', 'rand_flip', 'rand_crop', 'rand_erase', 'RandErase', 'rand_copy', 'RandCopy',
+           'show_image_batch', 'TrivialAugment', 'CapturePreds', 'capture_preds', 'tta', 'mc_dropout',
+           'BatchTransformCB', 'tfm_batch']
 
 # %% ../nbs/14_augment.ipynb #92e57aaf
 def hflip(x:torch.Tensor) -> torch.Tensor:
@@ -58,14 +49,25 @@ def rand_crop(x:torch.Tensor, pad:int=4) -> torch.Tensor:
     return _take(xp, oy + torch.arange(H, device=x.device), ox + torch.arange(W, device=x.device))
 
 # %% ../nbs/14_augment.ipynb #ac84a3cb
-def _rect_mask(x, pct):
-    "A (B, 1, H, W) mask with one random rectangle per image, its sides a fraction `pct` of the image's."
+def _sides(x, pct):
+    "Sides (h, w) of one rectangle per image, each (B, 1, 1, 1): a fraction `pct` (a number, or a (B,) tensor: one per image) of the image's sides."
     B, _, H, W = x.shape
-    h, w = max(1, round(pct * H)), max(1, round(pct * W))
-    y0 = torch.randint(0, H - h + 1, (B, 1, 1, 1), device=x.device)
-    x0 = torch.randint(0, W - w + 1, (B, 1, 1, 1), device=x.device)
-    ys, xs = torch.arange(H, device=x.device)[:, None], torch.arange(W, device=x.device)
-    return (ys >= y0) & (ys < y0 + h) & (xs >= x0) & (xs < x0 + w), (y0, x0)
+    pct = torch.as_tensor(pct, dtype=torch.float32, device=x.device).flatten()
+    if pct.numel() not in (1, B): raise ValueError(f'pct must be a number or one number per image ({B}); got {pct.numel()} numbers.')
+    if not ((pct >= 0) & (pct <= 1)).all(): raise ValueError(f'pct must be in [0, 1] (a fraction of the image side); got {pct.tolist()}.')
+    pct = pct.expand(B).view(B, 1, 1, 1)
+    return (pct * H).round().long().clamp(1, H), (pct * W).round().long().clamp(1, W)
+
+def _corners(x, h, w):
+    "A random top-left corner per image for rectangles of sides (h, w) that fit inside the image."
+    B, _, H, W = x.shape
+    u = torch.rand(2, B, 1, 1, 1, device=x.device)
+    return (u[0] * (H - h + 1)).long(), (u[1] * (W - w + 1)).long()
+
+def _rect_mask(x, y0, x0, h, w):
+    "A (B, 1, H, W) boolean mask: for each image, its rectangle with corner (y0, x0) and sides (h, w)."
+    ys, xs = torch.arange(x.shape[-2], device=x.device)[:, None], torch.arange(x.shape[-1], device=x.device)
+    return (ys >= y0) & (ys < y0 + h) & (xs >= x0) & (xs < x0 + w)
 
 def _n_rects(x, max_num):
     "For each of `max_num` rectangles, which images get it: each image gets the first 1 to `max_num`."
@@ -74,16 +76,18 @@ def _n_rects(x, max_num):
     return [(n > i)[:, None, None, None] for i in range(max_num)]
 
 def rand_erase(x:torch.Tensor,
-               pct:float=0.2,     # each side of a rectangle, as a fraction of the image's side
+               pct=0.2,           # each side of a rectangle, as a fraction of the image's side: a number, or a (B,) tensor
                max_num:int=4      # each image gets 1 to `max_num` rectangles
               ) -> torch.Tensor:
-    "Fill random rectangles of each image with noise of the batch's mean and std, clipped to its range."
+    "Fill random rectangles of each image with noise of the batch's mean and std, clipped to its range; changes `x` in place (as the course's does) and returns it."
     _check_batch(x, 'rand_erase')
     mean, std, lo, hi = x.mean(), x.std(), x.min(), x.max()
+    h, w = _sides(x, pct)
+    out = x
     for use in _n_rects(x, max_num):
-        m, _ = _rect_mask(x, pct)
-        x = torch.where(m & use, (torch.randn_like(x) * std + mean).clamp(lo, hi), x)
-    return x
+        m = _rect_mask(x, *_corners(x, h, w), h, w)
+        out = torch.where(m & use, (torch.randn_like(x) * std + mean).clamp(lo, hi), out)
+    return x.copy_(out)
 
 class RandErase(nn.Module):
     "`rand_erase` as a module."
@@ -91,23 +95,44 @@ class RandErase(nn.Module):
     def forward(self, x): return rand_erase(x, self.pct, self.max_num)
 
 # %% ../nbs/14_augment.ipynb #21fec661
-def rand_copy(x:torch.Tensor, pct:float=0.2, max_num:int=4) -> torch.Tensor:
-    "Copy 1 to `max_num` random rectangles of each image (sides `pct` of the image's) to other random places in it."
+def rand_copy(x:torch.Tensor,
+              pct=0.2,           # as in `rand_erase`: a number, or one per image
+              max_num:int=4
+             ) -> torch.Tensor:
+    "Copy 1 to `max_num` random rectangles of each image (sides `pct` of the image's) to other random places in it; in place, like `rand_erase`."
     _check_batch(x, 'rand_copy')
     B, _, H, W = x.shape
     ys, xs = torch.arange(H, device=x.device), torch.arange(W, device=x.device)
+    h, w = _sides(x, pct)
+    out = x
     for use in _n_rects(x, max_num):
-        m, (y0, x0) = _rect_mask(x, pct)                   # the destination
-        _, (sy, sx) = _rect_mask(x, pct)                   # the source: a rectangle of the same size
+        y0, x0 = _corners(x, h, w)                 # the destination
+        sy, sx = _corners(x, h, w)                 # the source: a rectangle of the same size
         rows = (ys - y0.view(B, 1) + sy.view(B, 1)).clamp(0, H - 1)
         cols = (xs - x0.view(B, 1) + sx.view(B, 1)).clamp(0, W - 1)
-        x = torch.where(m & use, _take(x, rows, cols), x)
-    return x
+        out = torch.where(_rect_mask(x, y0, x0, h, w) & use, _take(out, rows, cols), out)
+    return x.copy_(out)
 
 class RandCopy(nn.Module):
     "`rand_copy` as a module."
     def __init__(self, pct:float=0.2, max_num:int=4): super().__init__(); self.pct, self.max_num = pct, max_num
     def forward(self, x): return rand_copy(x, self.pct, self.max_num)
+
+# %% ../nbs/14_augment.ipynb #4d0f704f
+class _GrabBatch(Callback):
+    "Keep the first training batch, after every other callback's `before_batch`, then stop the fit."
+    order = 100
+    def before_batch(self, learn): self.batch = learn.batch; raise CancelFitException()
+
+@fc.patch
+@fc.delegates(show_images)
+def show_image_batch(self:Learner, max_n:int=9,   # show at most this many images
+                     cbs=None,                     # extra callbacks for this look, e.g. a `BatchTransformCB`
+                     **kwargs):
+    "Show the inputs of the first training batch as the model would get them (after the callbacks' transforms); does not train."
+    grab = _GrabBatch()
+    self.fit(1, valid=False, cbs=[*_cb_list(cbs), grab])
+    return show_images(to_cpu(grab.batch[0][:max_n]), **kwargs)
 
 # %% ../nbs/14_augment.ipynb #cbcbf2a6
 def _shift(x, mag, max_px:int=4):
@@ -124,8 +149,8 @@ def _contrast(x, mag):
 
 TRIVIAL_OPS = {'identity': lambda x, mag: x, 'flip': lambda x, mag: hflip(x), 'shift': _shift,
                'brightness': _brightness, 'contrast': _contrast,
-               'erase': lambda x, mag: rand_erase(x, pct=0.1 + 0.2 * mag.mean().item(), max_num=1),
-               'copy': lambda x, mag: rand_copy(x, pct=0.1 + 0.2 * mag.mean().item(), max_num=1)}
+               'erase': lambda x, mag: rand_erase(x, pct=0.1 + 0.2 * mag, max_num=1),   # sides 10% to 30%, per image
+               'copy': lambda x, mag: rand_copy(x, pct=0.1 + 0.2 * mag, max_num=1)}
 
 class TrivialAugment:
     "TrivialAugment on a batch: each image gets one op drawn uniformly from `ops`, at a strength drawn uniformly from [0, 1]."
@@ -139,39 +164,39 @@ class TrivialAugment:
         out = x.clone()
         for i, op in enumerate(self.ops):
             sel = idx == i
-            if sel.any(): out[sel] = op(x[sel], mag[sel])
-        self.last_idx = idx
+            if sel.any(): out[sel] = op(x[sel], mag[sel])   # x[sel] is a copy: in-place ops do not touch x
+        self.last_idx, self.last_mag = idx, mag
         return out
 
 # %% ../nbs/14_augment.ipynb #2d5b6c94
 class CapturePreds(Callback):
-    "Collect the predictions and targets (the last batch element) of every batch, on the CPU."
-    def before_fit(self, learn): self.preds, self.targs = [], []
+    "Collect the predictions and targets (the last batch element) of every batch, on the CPU, into `all_preds` and `all_targs`."
+    def before_fit(self, learn): self.all_preds, self.all_targs = [], []
     def after_batch(self, learn):
-        self.preds.append(to_cpu(learn.preds)); self.targs.append(to_cpu(learn.batch[-1]))
-    def result(self): return torch.cat(self.preds), torch.cat(self.targs)
+        self.all_preds.append(to_cpu(learn.preds)); self.all_targs.append(to_cpu(learn.batch[-1]))
+    def after_fit(self, learn): self.all_preds, self.all_targs = torch.cat(self.all_preds), torch.cat(self.all_targs)
 
 @fc.patch
-def capture_preds(self:Learner, dl=None,   # a data loader of (x, y) batches; default: the validation loader
-                  cbs=None):               # extra callbacks for this pass (e.g. a `BatchTransformCB(on_val=True)`)
+def capture_preds(self:Learner, cbs=None,  # extra callbacks for this pass (e.g. a `BatchTransformCB`)
+                  dl=None):                # a data loader of (x, y) batches; default: the validation loader
     "Predictions and targets for every item of `dl`, from the model in eval mode, without training."
     cb = CapturePreds()
     saved = self.dls, self.epoch, getattr(self, 'history', None)
     self.dls = SimpleNamespace(train=None, valid=self.dls.valid if dl is None else dl)
-    try: self.fit(1, train=False, cbs=[cb, *fc.L(cbs)])
+    try: self.fit(1, train=False, cbs=[cb, *_cb_list(cbs)])
     finally:
         self.dls, self.epoch = saved[:2]
         if saved[2] is not None: self.history = saved[2]
-    return cb.result()
+    return cb.all_preds, cb.all_targs
 
 # %% ../nbs/14_augment.ipynb #8d7433e0
 @fc.patch
-def tta(self:Learner, dl=None,                    # as in `capture_preds`
-        tfm=hflip,                                 # the test-time transform
+def tta(self:Learner, dl=None,                    # a data loader, as in `capture_preds`; default: the validation loader
+        tfm=hflip,                                 # the test-time transform of the inputs
         act=partial(F.softmax, dim=-1)):           # applied to the predictions before averaging (None: raw outputs)
     "Test-time augmentation: the mean of `act(preds)` on the images and on `tfm` of them; returns (preds, targets)."
-    p1, targs = self.capture_preds(dl)
-    p2, _ = self.capture_preds(dl, cbs=BatchTransformCB(tfm, on_train=False, on_val=True))
+    p1, targs = self.capture_preds(dl=dl)
+    p2, _ = self.capture_preds(BatchTransformCB(partial(tfm_batch, tfm_x=tfm), on_train=False), dl=dl)
     if act is not None: p1, p2 = act(p1), act(p2)
     return (p1 + p2) / 2, targs
 

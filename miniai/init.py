@@ -4,13 +4,21 @@
 
 # %% ../nbs/11_init.ipynb #fe979b28
 from __future__ import annotations
-import math, warnings
+import math, warnings, sys, gc, traceback
+from functools import partial
 import torch
 from torch import nn
 import torch.nn.functional as F
+import matplotlib.pyplot as plt
+import fastcore.all as fc
+from .core import def_device
+from .conv import conv
+from .learner import Callback, DeviceCB, _shape
+_all_ = ['conv']   # the course's init module had its own copy of conv; here it is 07's, re-exported
 
 # %% auto #0
-__all__ = ['init_weights', 'GeneralRelu', 'lsuv_init', 'LayerNorm', 'BatchNorm']
+__all__ = ['act_gr', 'init_weights', 'GeneralRelu', 'plot_func', 'lsuv_init', 'LayerNorm', 'BatchNorm', 'get_model', 'tfm_batch',
+           'BatchTransformCB', 'clean_tb', 'clean_ipython_hist', 'clean_mem', 'conv']
 
 # %% ../nbs/11_init.ipynb #d5ebd977
 _WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)   # the layers that init_weights and lsuv_init act on
@@ -40,6 +48,21 @@ class GeneralRelu(nn.Module):
 
     def extra_repr(self): return f'leak={self.leak}, sub={self.sub}, maxv={self.maxv}'
 
+# %% ../nbs/11_init.ipynb #ef87b938
+act_gr = partial(GeneralRelu, leak=0.1, sub=0.4)
+
+# %% ../nbs/11_init.ipynb #b2c60cc4
+def plot_func(f,                # a function of a tensor, e.g. a module such as `GeneralRelu()`
+              start:float=-5., end:float=5., steps:int=100,
+              ax=None, **kwargs):   # the axes to draw on (default: the current ones); kwargs go to `ax.plot`
+    "Plot `f(x)` for `steps` values of `x` from `start` to `end`, with a grid and the axes through 0."
+    if ax is None: ax = plt.gca()
+    x = torch.linspace(start, end, steps)
+    with torch.no_grad(): ax.plot(x, f(x), **kwargs)
+    ax.grid(True, which='both', ls='--', lw=0.5)
+    ax.axhline(0, color='k', lw=0.7); ax.axvline(0, color='k', lw=0.7)
+    return ax
+
 # %% ../nbs/11_init.ipynb #8f9e9429
 def _out_stats(model, m, xb):
     "Mean and std of the output of submodule `m` when `model` runs on `xb`."
@@ -59,6 +82,10 @@ def lsuv_init(model:nn.Module,     # the model, already initialized (e.g. Kaimin
               tol:float=1e-3       # a layer is done when |mean| < tol and |std - 1| < tol
              ) -> list[dict]:
     "Layer-sequential unit-variance init (Mishkin & Matas, 2015): rescale each conv/linear layer, first to last, so its output on `xb` has mean 0 and std 1."
+    if not isinstance(xb, torch.Tensor):
+        raise TypeError(f'lsuv_init(model, xb, ...) takes a batch of inputs as its second argument, got {type(xb).__name__}. '
+                        f"It initializes every conv/linear layer in one call; the course's per-layer lsuv_init(model, m, m_in, xb) "
+                        f'is gone: call lsuv_init(model, xb) once.')
     if max_iters < 1: raise ValueError(f'max_iters must be at least 1, got {max_iters}.')
     layers = [(nm, m) for nm, m in model.named_modules() if isinstance(m, _WEIGHTED)]
     if not layers: raise ValueError('lsuv_init found no conv or linear layers in the model: nothing to initialize.')
@@ -129,3 +156,71 @@ class BatchNorm(nn.Module):
         return x * _bcast_channels(self.weight, x) + _bcast_channels(self.bias, x)
 
     def extra_repr(self): return f'{len(self.weight)}, mom={self.mom}, eps={self.eps}'
+
+# %% ../nbs/11_init.ipynb #06f53396
+def get_model(act=nn.ReLU,    # activation class (or partial) after each conv
+              nfs=None,       # channels: the input's, then each stride-2 conv's (default [1, 8, 16, 32, 64])
+              norm=None,      # norm layer class after each conv, e.g. `BatchNorm`
+              n_out:int=10    # number of classes
+             ) -> nn.Sequential:
+    "A plain CNN on `def_device`: a stride-2 `conv` per step of `nfs`, then a conv to `n_out` scores (no bias) and a flatten."
+    nfs = [1, 8, 16, 32, 64] if nfs is None else list(nfs)
+    if len(nfs) < 2: raise ValueError(f'nfs needs the input channels and at least one layer, got {nfs}.')
+    layers = [conv(ni, nf, act=act, norm=norm) for ni, nf in zip(nfs, nfs[1:])]
+    return nn.Sequential(*layers, conv(nfs[-1], n_out, act=False, bias=False), nn.Flatten()).to(def_device)
+
+# %% ../nbs/11_init.ipynb #2100614e
+def tfm_batch(b,                # a batch: (inputs, targets, ...)
+              tfm_x=fc.noop,    # applied to the inputs
+              tfm_y=fc.noop):   # applied to the targets
+    "The batch `b` with `tfm_x` applied to its inputs and `tfm_y` to its targets."
+    return (tfm_x(b[0]), tfm_y(b[1]), *b[2:])
+
+_HOW = 'BatchTransformCB calls tfm on the whole batch (inputs, targets), as the course did; to transform the inputs only, use BatchTransformCB(partial(tfm_batch, tfm_x=f)).'
+
+class BatchTransformCB(Callback):
+    "Replace each batch by `tfm(batch)`, on the device, during training and/or validation."
+    order = DeviceCB.order + 1   # after the batch is on the device
+    def __init__(self, tfm,                # a function of the whole batch that returns a batch, e.g. `partial(tfm_batch, tfm_x=f)`
+                 on_train:bool=True,       # transform training batches
+                 on_val:bool=True):        # transform validation batches
+        if not callable(tfm): raise TypeError(f'tfm must be a function of a batch, got {type(tfm).__name__}.')
+        fc.store_attr()
+    def before_batch(self, learn):
+        if not ((self.on_train and learn.training) or (self.on_val and not learn.training)): return
+        b = learn.batch
+        try: out = self.tfm(b)
+        except (TypeError, AttributeError, ValueError, IndexError) as e: raise TypeError(f'{e}\n{_HOW}') from e
+        if isinstance(b, (tuple, list)) and not (isinstance(out, (tuple, list)) and len(out) == len(b)):
+            raise TypeError(f'tfm returned {type(out).__name__} of shape {_shape(out)} for a batch of {len(b)} elements. {_HOW}')
+        learn.batch = out
+
+# %% ../nbs/11_init.ipynb #8d756052
+def clean_tb():
+    "Drop the last exception's traceback (`sys.last_traceback` and friends), whose frames keep their local variables alive."
+    tb = getattr(sys, 'last_traceback', None)
+    if tb is not None: traceback.clear_frames(tb)
+    for k in ('last_traceback', 'last_type', 'last_value', 'last_exc'):
+        if hasattr(sys, k): delattr(sys, k)
+
+def clean_ipython_hist():
+    "Forget IPython's input history and output cache (`_i1`, `Out`, `_`...), which keep objects alive; does nothing outside IPython."
+    ipy = sys.modules.get('IPython')
+    ip = ipy.get_ipython() if ipy is not None else None
+    if ip is None: return
+    try:
+        ip.displayhook.flush()   # the output cache: Out, _, __, ___, _1, _2, ...
+        ns, hm = ip.user_ns, ip.history_manager
+        for k in [k for k in ns if k.startswith('_i') and k[2:].isdigit()]: del ns[k]
+        ns.update(_i='', _ii='', _iii='')
+        hm.input_hist_parsed[:] = [''] * len(hm.input_hist_parsed)
+        hm.input_hist_raw[:] = [''] * len(hm.input_hist_raw)
+        hm._i = hm._ii = hm._iii = hm._i00 = ''
+    except AttributeError: pass   # a shell without history or output cache has nothing to clean
+
+def clean_mem():
+    "Free what a session keeps alive after an error: `clean_tb`, `clean_ipython_hist`, garbage collection, cached GPU memory."
+    clean_tb()
+    clean_ipython_hist()
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()

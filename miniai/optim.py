@@ -10,7 +10,7 @@ from .learner import Callback
 
 # %% auto #0
 __all__ = ['SGD', 'Momentum', 'RMSProp', 'Adam', 'group_lr', 'group_mom', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',
-           'RecorderCB']
+           'RecorderCB', 'HasLearnCB']
 
 # %% ../nbs/12_optim.ipynb #13763aa6
 class SGD(torch.optim.Optimizer):
@@ -140,10 +140,21 @@ class RecorderCB(Callback):
     def before_batch(self, learn):
         if not learn.training: return
         g = learn.opt.param_groups[0]
-        for k, f in self.d.items(): self.recs[k].append(f(g))
+        for k, f in self.d.items():
+            try: self.recs[k].append(f(g))
+            except AttributeError as e:
+                raise TypeError(f"RecorderCB({k}=f) calls f(param_group), with the group's dict (g['lr']), not f(callback) "
+                                f"as the course's did (cb.pg['lr']): use group_lr/group_mom or a function of the group. ({e})") from e
     def plot(self, imsize:float=4):
         "One plot per recorded value, against the training batch."
         fig, axs = plt.subplots(1, len(self.recs), figsize=(imsize * len(self.recs), imsize * 0.75), squeeze=False)
         for (k, v), ax in zip(self.recs.items(), axs.flat):
             ax.plot(v); ax.set_title(k); ax.set_xlabel('batch')
         return axs
+
+# %% ../nbs/12_optim.ipynb #152038f9
+class HasLearnCB(Callback):
+    "Hold the Learner in `self.learn` while a fit runs (None otherwise)."
+    learn = None
+    def before_fit(self, learn): self.learn = learn
+    def cleanup_fit(self, learn): self.learn = None

@@ -9,9 +9,11 @@ from torch import nn
 import fastcore.all as fc
 from .conv import conv
 from .learner import Learner, _shape
+from .init import act_gr
+_all_ = ['act_gr']   # defined in 11_init; the course's `from miniai.resnet import *` gave it
 
 # %% auto #0
-__all__ = ['ResBlock', 'resnet', 'module_flops', 'layer_stats', 'MarkdownTable', 'summary']
+__all__ = ['ResBlock', 'resnet', 'module_flops', 'layer_stats', 'MarkdownTable', 'summary', 'act_gr']
 
 # %% ../nbs/13_resnet.ipynb #5ef00552
 class ResBlock(nn.Module):
@@ -20,8 +22,8 @@ class ResBlock(nn.Module):
                  nf:int,              # output channels
                  stride:int=1,        # 2 halves the height and width
                  ks:int=3,            # kernel size of the two convolutions (odd)
-                 act=nn.ReLU,         # activation class (or partial), called with no arguments; None for none
-                 norm=nn.BatchNorm2d  # norm layer class (or partial), called as `norm(nf)`; None for none
+                 act=act_gr,          # activation class (or partial), called with no arguments; None for none
+                 norm=None            # norm layer class (or partial), called as `norm(nf)`, e.g. nn.BatchNorm2d; None for none
                 ):
         super().__init__()
         self.convs = nn.Sequential(conv(ni, nf, ks, stride=1, act=act, norm=norm),
