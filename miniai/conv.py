@@ -8,9 +8,11 @@ from functools import partial
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
+from torch.utils.data import default_collate
+from .core import def_device, to_device
 
 # %% auto #0
-__all__ = ['im2col', 'conv2d_im2col', 'conv']
+__all__ = ['im2col', 'conv2d_im2col', 'conv', 'collate_device', 'def_device', 'to_device']
 
 # %% ../nbs/07_conv.ipynb #23aa2f1c
 def _pair(v): return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
@@ -83,3 +85,10 @@ def conv(ni:int,            # input channels
     a = _act_layer(act)
     if a is not None: layers.append(a)
     return nn.Sequential(*layers)
+
+# %% ../nbs/07_conv.ipynb #c9b1f82b
+_all_ = ['def_device', 'to_device']
+
+def collate_device(b:list):  # the items of one batch, as a `DataLoader` hands them to its `collate_fn`
+    "Collate `b` with PyTorch's `default_collate`, then move the batch to `def_device`."
+    return to_device(default_collate(b))

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from .core import to_device
 
 # %% auto #0
-__all__ = ['accuracy', 'Dataset', 'evaluate', 'get_dls', 'fit']
+__all__ = ['accuracy', 'report', 'Dataset', 'evaluate', 'get_dls', 'FitResult', 'fit']
 
 # %% ../nbs/04_minibatch.ipynb #3cb3a62b
 def accuracy(out,  # model outputs, one row of class scores per item: (n, classes)
@@ -19,6 +19,14 @@ def accuracy(out,  # model outputs, one row of class scores per item: (n, classe
     if out.ndim != 2 or yb.shape != out.shape[:1]:
         raise ValueError(f'accuracy wants out of shape (n, classes) and yb of shape (n,), got {tuple(out.shape)} and {tuple(yb.shape)}.')
     return (out.argmax(-1) == yb).float().mean()
+
+# %% ../nbs/04_minibatch.ipynb #5cd9099c
+def report(loss,   # a loss: a number or a one-element tensor
+           preds,  # the model's outputs for the batch: (n, classes)
+           yb      # the correct classes: (n,)
+          ):
+    "Print `loss` and the accuracy of `preds` against `yb`, to two decimals."
+    print(f'{float(loss):.2f}, {float(accuracy(preds, yb)):.2f}')
 
 # %% ../nbs/04_minibatch.ipynb #9c11168c
 class Dataset:
@@ -61,6 +69,15 @@ def get_dls(train_ds,         # the training dataset: shuffled every epoch
     return (DataLoader(train_ds, batch_size=bs, shuffle=True, **kwargs),
             DataLoader(valid_ds, batch_size=bs*2, shuffle=False, **kwargs))
 
+# %% ../nbs/04_minibatch.ipynb #caf0764c
+class FitResult(tuple):
+    "The last epoch's `(valid_loss, valid_acc)`; `.hist` holds per-batch losses and per-epoch metrics."
+    def __new__(cls, hist:dict):
+        last = (hist['valid_loss'][-1], hist['valid_acc'][-1]) if hist['valid_loss'] else (float('nan'),)*2
+        res = super().__new__(cls, last)
+        res.hist = hist
+        return res
+
 # %% ../nbs/04_minibatch.ipynb #48dbafd4
 def fit(epochs:int,           # number of passes through `train_dl`
         model,                # an `nn.Module`, already on `device`
@@ -70,8 +87,8 @@ def fit(epochs:int,           # number of passes through `train_dl`
         valid_dl,             # yields validation `(xb, yb)` batches
         device=None,          # where to train; default: where the model's parameters are
         verbose:bool=True     # print a line per epoch
-       ) -> dict:
-    "Train `model`, evaluating after each epoch; return lists of per-batch losses and per-epoch metrics."
+       ) -> FitResult:
+    "Train `model`, evaluating after each epoch; return the last `(valid_loss, valid_acc)`, with the history in `.hist`."
     if epochs < 0: raise ValueError(f'epochs must be >= 0, got {epochs}.')
     if device is None: device = next(model.parameters()).device
     hist = dict(batch_loss=[], train_loss=[], valid_loss=[], valid_acc=[])
@@ -92,4 +109,4 @@ def fit(epochs:int,           # number of passes through `train_dl`
         vl, va = evaluate(model, loss_func, valid_dl, device)
         hist['valid_loss'].append(vl); hist['valid_acc'].append(va)
         if verbose: print(f"epoch {epoch}: train loss {hist['train_loss'][-1]:.3f}, valid loss {vl:.3f}, valid accuracy {va:.3f}")
-    return hist
+    return FitResult(hist)
