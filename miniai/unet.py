@@ -116,6 +116,9 @@ class UNetConfig:
     t_scale:float = 1.              # t is multiplied by this before the embedding (e.g. 1000 for t in [0, 1])
     norm_groups:int = 8             # GroupNorm groups
     dropout:float = 0.
+    n_classes:int|None = None       # class conditioning (23_cond): number of classes; None: unconditional
+    tf_res:tuple = ()               # resolutions that get a transformer block (24_xattn) instead of self-attention
+    ctx_dim:int|None = None         # width D of the context (B, L, D) the transformer blocks cross-attend to; None: no cross-attention
 
     def level_res(self, i:int) -> int: return self.img_size // 2 ** i
 
@@ -132,7 +135,15 @@ class UNet2D(nn.Module):
         E, G = c.emb_dim, c.norm_groups
         self.emb_mlp = nn.Sequential(nn.Linear(c.nfs[0], E), nn.SiLU(), nn.Linear(E, E))
         self.conv_in = conv(c.in_ch, c.nfs[0], stride=1, act=False)
-        attn = lambda i, ch: SelfAttention2D(ch, c.n_heads, G) if c.level_res(i) in c.attn_res else nn.Identity()
+        cfg.tf_res = tuple(cfg.tf_res)
+        if both := set(c.attn_res) & set(c.tf_res):
+            raise ValueError(f'resolution(s) {sorted(both)} are in both attn_res and tf_res: each level gets self-attention '
+                             f'or a transformer block (which has self-attention), not both.')
+        def attn(i, ch):
+            if c.level_res(i) in c.tf_res:
+                from miniai.xattn import TransformerBlock2D     # defined in 24_xattn, which builds on this notebook
+                return TransformerBlock2D(ch, c.n_heads, c.ctx_dim, G)
+            return SelfAttention2D(ch, c.n_heads, G) if c.level_res(i) in c.attn_res else nn.Identity()
 
         self.downs, skip_chs, ch = nn.ModuleList(), [], c.nfs[0]
         for i, nf in enumerate(c.nfs):
@@ -159,20 +170,78 @@ class UNet2D(nn.Module):
 
         self.norm_out = nn.GroupNorm(_groups(ch, G), ch)
         self.conv_out = conv(ch, c.out_ch, stride=1, act=False)
+        if c.n_classes is not None:   # made last, so an unconditional model's weights (and their random init) stay as they were
+            if isinstance(c.n_classes, bool) or not (isinstance(c.n_classes, int) and c.n_classes >= 1):
+                raise ValueError(f'n_classes must be a positive int (or None for an unconditional U-Net), got {c.n_classes!r}.')
+            self.class_emb = nn.Embedding(c.n_classes + 1, E)   # row n_classes: "no class" (see `null_class`)
+
+    @property
+    def null_class(self) -> int|None:
+        "The class index that means \"no class\" (`n_classes`), or None for an unconditional U-Net."
+        return self.cfg.n_classes
 
     def _check(self, x, t):
-        if x.ndim != 4 or x.shape[1] != self.cfg.in_ch:
-            raise ValueError(f'UNet2D wants images of shape (B, {self.cfg.in_ch}, H, W), got {tuple(x.shape)}.')
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.cfg.in_ch:
+            raise ValueError(f'UNet2D wants images of shape (B, {self.cfg.in_ch}, H, W), got {tuple(getattr(x, "shape", ()))}.')
+        if not x.is_floating_point(): raise ValueError(f'UNet2D wants float images (in [-1, 1]), got dtype {x.dtype}.')
+        m = 2 ** (len(self.cfg.nfs) - 1)
+        if x.shape[0] == 0 or min(x.shape[-2:]) < m:
+            raise ValueError(f'UNet2D cannot take images of shape {tuple(x.shape)}: it needs at least one image, and '
+                             f'{len(self.cfg.nfs)} levels halve the size {len(self.cfg.nfs) - 1} times, so each side must be at '
+                             f'least {m} pixels (other sides are padded up to a multiple of {m}). Use fewer levels (nfs) for smaller images.')
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32)
         if t.ndim == 0: t = t.expand(x.shape[0])
         if t.shape != (x.shape[0],):
             raise ValueError(f't must be one noise level per image, shape ({x.shape[0]},), got {tuple(t.shape)}.')
         return t
 
+    def _classes(self, c, x):
+        "`c` as a (B,) long tensor of class ids on `x`'s device; None means \"no class\" for every image."
+        n, B = self.cfg.n_classes, x.shape[0]
+        if n is None:
+            if c is None: return None
+            raise ValueError('this UNet2D is unconditional (n_classes=None) but was given class labels c: '
+                             'build it with UNetConfig(n_classes=...) to condition on classes.')
+        if c is None: return torch.full((B,), n, device=x.device, dtype=torch.long)
+        c = torch.as_tensor(c, device=x.device)
+        if c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
+            raise ValueError(f'class labels c must be integers, got dtype {c.dtype}.')
+        if c.ndim == 0: c = c.expand(B)
+        if c.shape != (B,): raise ValueError(f'c must be one class id per image, shape ({B},), got {tuple(c.shape)}.')
+        if len(c) and (c.min() < 0 or c.max() > n):
+            bad = c[(c < 0) | (c > n)][0].item()
+            raise ValueError(f'class id {bad} is out of range: this U-Net has n_classes={n}, so ids are 0..{n - 1}, '
+                             f'and {n} means "no class".')
+        return c.long()
+
+    def _context(self, context, mask, B):
+        "Check `context` (B, L, ctx_dim) and its padding `mask` (B, L), True where a token is real."
+        if context is None:
+            if mask is not None: raise ValueError('context_mask was given without a context.')
+            return None, None
+        if not self.cfg.tf_res or self.cfg.ctx_dim is None:
+            raise ValueError('this UNet2D has no cross-attention (it needs tf_res and ctx_dim in its UNetConfig) but was given a context.')
+        D = self.cfg.ctx_dim
+        if not isinstance(context, torch.Tensor) or context.ndim != 3 or context.shape[0] != B:
+            raise ValueError(f'context must be a (B, L, D) tensor with B={B}, got shape {tuple(getattr(context, "shape", ()))}.')
+        if context.shape[-1] != D:
+            raise ValueError(f'context has width {context.shape[-1]} but this U-Net was built with ctx_dim={D}: '
+                             f'project the context to {D} features (or build the U-Net with ctx_dim={context.shape[-1]}).')
+        return context, mask
+
+    def _attn(self, att, h, ctx, mask):
+        return att(h, ctx, mask) if getattr(att, 'uses_context', False) else att(h)
+
     def forward(self, x,      # noisy images, (B, in_ch, H, W)
-                t):           # noise level of each image, (B,) floats (or one number for all)
+                t,            # noise level of each image, (B,) floats (or one number for all)
+                c=None,       # class of each image, (B,) ints (or one for all); None: "no class" (conditional models only)
+                context=None, # tokens to cross-attend to, (B, L, ctx_dim) (24_xattn); None: skip cross-attention
+                context_mask=None):  # (B, L) bools, True for real tokens, False for padding; None: all real
         t = self._check(x, t)
+        c = self._classes(c, x)
+        ctx, mask = self._context(context, context_mask, x.shape[0])
         emb = self.emb_mlp(timestep_embedding(t * self.cfg.t_scale, self.cfg.nfs[0]))   # (B, E)
+        if c is not None: emb = emb + self.class_emb(c)                # the class is added to the noise level
         H, W = x.shape[-2:]
         m = 2 ** (len(self.cfg.nfs) - 1)
         ph, pw = -H % m, -W % m
@@ -180,12 +249,12 @@ class UNet2D(nn.Module):
         h, skips = self.conv_in(x), []                                 # (B, nfs[0], H', W')
         for level in self.downs:
             for blk, att in zip(level.blocks, level.attns):
-                h = att(blk(h, emb)); skips.append(h)
+                h = self._attn(att, blk(h, emb), ctx, mask); skips.append(h)
             h = level.down(h)                                          # level i+1: (B, nfs[i], H'/2**(i+1), ...)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)           # (B, nfs[-1], H'/m, W'/m)
+        h = self.mid2(self._attn(self.mid_attn, self.mid1(h, emb), ctx, mask), emb)   # (B, nfs[-1], H'/m, W'/m)
         for level in self.ups:
             for blk, att in zip(level.blocks, level.attns):
-                h = att(blk(torch.cat([h, skips.pop()], dim=1), emb))  # concat the skip on the channels
+                h = self._attn(att, blk(torch.cat([h, skips.pop()], dim=1), emb), ctx, mask)   # concat the skip on the channels
             h = level.up(h)
         h = self.conv_out(F.silu(self.norm_out(h)))                    # (B, out_ch, H', W')
         return h[..., :H, :W]                                          # (B, out_ch, H, W)
