@@ -279,8 +279,12 @@ def sample_ddpm(model, x, sigmas, callback=None, generator=None):
     return x
 
 # %% ../nbs/17_samplers.ipynb #1392918d
-def ddim_step(x_t, eps, ab_t, ab_prev, eta:float=0., noise=None):
+def ddim_step(x_t, eps, ab_t, ab_prev, eta:float=0., noise=None, *course_args, **course_kwargs):
     "One DDIM step on x_t (Song et al. 2021, Eq. 12, with sigma_t(eta) of Eq. 16); `ab` is DDPM's alpha-bar."
+    if course_args or course_kwargs: raise TypeError(
+        "this is the course's ddim_step(x_t, noise, abar_t, abar_t1, bbar_t, bbar_t1, eta, sig, ...) call. miniai's is "
+        "ddim_step(x_t, eps, ab_t, ab_prev, eta=0., noise=None) and returns x_prev only (no clamping); "
+        "for a whole run use sample_ddim(EpsDenoiser(model, alphas_cumprod), x, sigmas, eta=eta).")
     x0_hat = (x_t - (1 - ab_t) ** 0.5 * eps) / ab_t ** 0.5                              # predicted x_0
     sigma_t = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)) ** 0.5            # Eq. 16
     x_prev = ab_prev ** 0.5 * x0_hat + (1 - ab_prev - sigma_t ** 2) ** 0.5 * eps          # Eq. 12
