@@ -8,13 +8,14 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
+from torch.utils.data import DataLoader, default_collate
 from .core import def_device, to_cpu
 from .learner import Callback, Learner, TrainCB, DeviceCB, MetricsCB
-from .schedules import noisify
+from .schedules import noisify, noisify_cos
 from .samplers import get_sampler
 
 # %% auto #0
-__all__ = ['NoisifyCB', 'DDPMCB', 'diffusion_learner', 'TrainLossCB', 'generate']
+__all__ = ['NoisifyCB', 'DDPMCB', 'diffusion_learner', 'TrainLossCB', 'generate', 'collate_ddpm', 'dl_ddpm', 'sample']
 
 # %% ../nbs/19_ddpm.ipynb #6d3071be
 class NoisifyCB(Callback):
@@ -71,12 +72,37 @@ def generate(model,                 # a denoiser, `model(x, sigma)` -> the clean
              generator:torch.Generator|None=None,  # draws the starting noise (and the sampler's noise)
              clip:bool=True,        # clip the results to [-1, 1]
              device=None,           # where to sample (default: `def_device`)
+             bs:int|None=None,      # sample this many at a time (default: all `n` at once)
              **kwargs):             # passed to the sampler (callback, eta, ...)
     "Sample `n` images of `shape` with `sampler` on `sigmas`: start from noise of std `sigmas[0]`; return them on the CPU."
     if isinstance(sampler, str): sampler = get_sampler(sampler)
     device = def_device if device is None else torch.device(device)
     sigmas = torch.as_tensor(sigmas).to(device, torch.float32)   # float32: every device has it (MPS has no float64)
     gdev = generator.device if generator is not None else device
-    x = torch.randn((n, *shape), generator=generator, device=gdev).to(device) * sigmas[0]
-    x = sampler(model, x, sigmas, generator=generator, **kwargs)
-    return to_cpu(x.clamp(-1, 1) if clip else x)
+    out = []
+    for i in range(0, n, bs or n):                               # one generator for all batches: they differ, and repeat
+        x = torch.randn((min(bs or n, n - i), *shape), generator=generator, device=gdev).to(device) * sigmas[0]
+        x = sampler(model, x, sigmas, generator=generator, **kwargs)
+        out.append(to_cpu(x.clamp(-1, 1) if clip else x))
+    return torch.cat(out)
+
+# %% ../nbs/19_ddpm.ipynb #c0a540ec
+def collate_ddpm(b,                          # a list of samples: dicts (HF datasets) or tuples with the images first
+                 noisify_fn=noisify_cos,     # x0 -> ((x_t, t), target)
+                 xl:str='image'):            # the images' key in dict samples
+    "The course's diffusion collate: stack the samples' images in [-1, 1] and noisify them into `((x_t, t), target)`."
+    b = default_collate(b)
+    return noisify_fn(b[xl] if isinstance(b, dict) else b[0])
+
+def dl_ddpm(ds, bs:int=128,                  # the dataset and batch size
+            noisify_fn=noisify_cos, xl:str='image', shuffle:bool=False, num_workers:int=0, **kwargs):
+    "The course's `DataLoader` of noisified batches: `collate_ddpm` with the batch size and key passed in, not read from globals."
+    return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=num_workers,
+                      collate_fn=partial(collate_ddpm, noisify_fn=noisify_fn, xl=xl), **kwargs)
+
+def sample(*args, **kwargs):
+    "The course's `sample(...)` functions: in miniai sampling is `generate`; this raises an error that says how."
+    raise NotImplementedError(
+        "miniai has no course-style sample(model, sz, ...). Wrap the eps-model as a denoiser and call generate: "
+        "generate(EpsDenoiser(model, alphas_cumprod), 'ddpm' or 'ddim' (or any name in SAMPLERS), n, "
+        "EpsDenoiser(...).get_sigmas(steps)). The model is called as model(x_t, t).")

@@ -13,7 +13,7 @@ from .schedules import ab_to_sigma, edm_scalings, c_noise, noise_like
 # %% auto #0
 __all__ = ['SAMPLERS', 'append_dims', 'to_d', 'get_ancestral_step', 'check_sigmas', 'sample_euler', 'sample_euler_ancestral',
            'sample_heun', 'lms_coeff', 'sample_lms', 'sample_dpmpp_2m', 'spaced_timesteps', 'EpsDenoiser',
-           'sample_ddim', 'sample_ddpm', 'ddim_step', 'ddpm_step', 'EDMDenoiser', 'get_sampler']
+           'sample_ddim', 'sample_ddpm', 'ddim_step', 'ddpm_step', 'EDMDenoiser', 'GaussianDenoiser', 'get_sampler']
 
 # %% ../nbs/17_samplers.ipynb #c81c6b30
 def append_dims(t:torch.Tensor, ndim:int) -> torch.Tensor:
@@ -279,8 +279,12 @@ def sample_ddpm(model, x, sigmas, callback=None, generator=None):
     return x
 
 # %% ../nbs/17_samplers.ipynb #1392918d
-def ddim_step(x_t, eps, ab_t, ab_prev, eta:float=0., noise=None):
+def ddim_step(x_t, eps, ab_t, ab_prev, eta:float=0., noise=None, *course_args, **course_kwargs):
     "One DDIM step on x_t (Song et al. 2021, Eq. 12, with sigma_t(eta) of Eq. 16); `ab` is DDPM's alpha-bar."
+    if course_args or course_kwargs: raise TypeError(
+        "this is the course's ddim_step(x_t, noise, abar_t, abar_t1, bbar_t, bbar_t1, eta, sig, ...) call. miniai's is "
+        "ddim_step(x_t, eps, ab_t, ab_prev, eta=0., noise=None) and returns x_prev only (no clamping); "
+        "for a whole run use sample_ddim(EpsDenoiser(model, alphas_cumprod), x, sigmas, eta=eta).")
     x0_hat = (x_t - (1 - ab_t) ** 0.5 * eps) / ab_t ** 0.5                              # predicted x_0
     sigma_t = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)) ** 0.5            # Eq. 16
     x_prev = ab_prev ** 0.5 * x0_hat + (1 - ab_prev - sigma_t ** 2) ** 0.5 * eps          # Eq. 12
@@ -303,6 +307,37 @@ class EDMDenoiser:
         if sigma.ndim == 0: sigma = sigma.expand(x.shape[0])
         c_skip, c_out, c_in = edm_scalings(append_dims(sigma, x.ndim), self.sigma_data)
         return c_skip * x + c_out * self.net(c_in * x, c_noise(sigma))
+
+# %% ../nbs/17_samplers.ipynb #effe3658
+class GaussianDenoiser:
+    "D(x, sigma) = mean + cov (cov + sigma^2 I)^-1 (x - mean): exact for data N(mean, cov), the best affine denoiser for any data."
+    def __init__(self, mean:torch.Tensor,  # the mean image, shaped like one image
+                 cov:torch.Tensor):        # (D, D) covariance of the flattened images
+        self.shape, self.mean = mean.shape, mean.detach().flatten().double().cpu()
+        vals, self.vecs = torch.linalg.eigh(torch.as_tensor(cov).detach().double().cpu())
+        self.vals = vals.clamp(min=0)      # round-off can make the smallest eigenvalues slightly negative
+        self._dev = {}
+
+    @classmethod
+    def fit(cls, images:torch.Tensor):     # (N, ...) images
+        "Fit the mean and covariance of `images`."
+        x = images.detach().flatten(1).double().cpu()
+        return cls(x.mean(0).reshape(images.shape[1:]), torch.cov(x.T))
+
+    def _on(self, device):
+        "mean, eigenvectors and eigenvalues on `device` (float32 on MPS, which has no float64)."
+        if device not in self._dev:
+            dt = torch.float32 if device.type == 'mps' else torch.float64
+            self._dev[device] = [t.to(device, dt) for t in (self.mean, self.vecs, self.vals)]
+        return self._dev[device]
+
+    def __call__(self, x, sigma):
+        mean, vecs, vals = self._on(x.device)
+        sigma = torch.as_tensor(sigma, device=x.device, dtype=mean.dtype)
+        if sigma.ndim == 0: sigma = sigma.expand(x.shape[0])
+        z = (x.flatten(1).to(mean.dtype) - mean) @ vecs                        # (B, D): x - mean in the eigenbasis
+        w = (vals / (vals + sigma[:, None] ** 2)).nan_to_num(1.)               # shrink factor per direction (1 at sigma=0)
+        return (mean + (z * w) @ vecs.T).reshape(x.shape).to(x.dtype)
 
 # %% ../nbs/17_samplers.ipynb #78ec7dc1
 SAMPLERS = {'euler': sample_euler, 'euler_ancestral': sample_euler_ancestral, 'heun': sample_heun,

@@ -5,12 +5,13 @@
 # %% ../nbs/16_schedules.ipynb #db1499ef
 from __future__ import annotations
 import math
+from types import SimpleNamespace
 import torch
 
 # %% auto #0
-__all__ = ['linear_betas', 'cosine_betas', 'alphas_cumprod', 'ab_to_sigma', 'sigma_to_ab', 'check_images', 'noise_like',
-           'noisify', 'abar_cos', 't_from_abar', 'noisify_cos', 'get_sigmas_karras', 'get_sigmas_exponential',
-           'edm_scalings', 'c_noise', 'edm_noise_dist', 'noisify_edm']
+__all__ = ['abar', 'inv_abar', 'linear_betas', 'cosine_betas', 'alphas_cumprod', 'ab_to_sigma', 'sigma_to_ab', 'check_images',
+           'noise_like', 'noisify', 'abar_cos', 't_from_abar', 'noisify_cos', 'get_sigmas_karras',
+           'get_sigmas_exponential', 'edm_scalings', 'c_noise', 'edm_noise_dist', 'noisify_edm', 'linear_sched']
 
 # %% ../nbs/16_schedules.ipynb #8774626e
 def linear_betas(n_steps:int=1000,     # number of diffusion steps T
@@ -65,10 +66,14 @@ def noise_like(x:torch.Tensor, generator:torch.Generator|None=None) -> torch.Ten
 
 # %% ../nbs/16_schedules.ipynb #52035929
 def noisify(x0:torch.Tensor,              # clean images in [-1, 1], (B, ...)
-            alphas_cumprod:torch.Tensor,  # alpha-bar table, (T,)
+            alphas_cumprod:torch.Tensor|None=None,  # alpha-bar table, (T,); required
             generator:torch.Generator|None=None  # for reproducible t and noise
            ):
     "DDPM training pair (Ho et al. 2020, Algorithm 1): `((x_t, t), eps)` with t ~ U{0..T-1} per image."
+    if alphas_cumprod is None:
+        raise TypeError('noisify(x0, alphas_cumprod) needs the alpha-bar table of a discrete schedule, e.g. '
+                        'alphas_cumprod(linear_betas()). The course\'s one-argument noisify(x0) (its miniai.diffusion, '
+                        'continuous cosine schedule) is noisify_cos(x0) in miniai.')
     check_images(x0)
     ab_all = torch.as_tensor(alphas_cumprod)
     dev = generator.device if generator is not None else x0.device
@@ -152,3 +157,15 @@ def noisify_edm(x0:torch.Tensor,                      # clean images in [-1, 1],
     c_skip, c_out, c_in = edm_scalings(sig, sigma_data)
     target = (x0 - c_skip * x) / c_out                 # so that D = c_skip*x + c_out*F equals x0 when F = target
     return (c_in * x, c_noise(sigma)), target
+
+# %% ../nbs/16_schedules.ipynb #3dd2df0f
+def linear_sched(betamin:float=0.0001,  # beta_1
+                 betamax:float=0.02,    # beta_T
+                 n_steps:int=1000       # T
+                ):
+    "The course's linear schedule record: `SimpleNamespace(a, abar, sig)` = alpha_t, alpha-bar_t, sqrt(beta_t) (float32)."
+    beta = linear_betas(n_steps, betamin, betamax)
+    return SimpleNamespace(a=(1 - beta).float(), abar=alphas_cumprod(beta).float(), sig=beta.sqrt().float())
+
+abar, inv_abar = abar_cos, t_from_abar   # the course's names for the continuous cosine schedule
+_all_ = ['abar', 'inv_abar']

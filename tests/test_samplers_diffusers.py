@@ -29,7 +29,7 @@ pytest.importorskip('diffusers')
 from diffusers import (DDPMScheduler, DDIMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
                        HeunDiscreteScheduler, LMSDiscreteScheduler, DPMSolverMultistepScheduler)
 
-from miniai.schedules import linear_betas, cosine_betas, alphas_cumprod, get_sigmas_karras
+from miniai.schedules import linear_betas, cosine_betas, alphas_cumprod, get_sigmas_karras, linear_sched
 from miniai.samplers import (EpsDenoiser, spaced_timesteps, append_dims, sample_ddpm, sample_ddim, sample_euler,
                              sample_euler_ancestral, sample_heun, sample_lms, sample_dpmpp_2m)
 
@@ -84,6 +84,15 @@ def test_betas_match_diffusers(schedule):
     theirs = make(DDPMScheduler, schedule)
     assert torch.allclose(ours, theirs.betas.double(), rtol=1e-6, atol=1e-9)
     assert torch.allclose(alphas_cumprod(ours), theirs.alphas_cumprod.double(), rtol=1e-5, atol=1e-9)
+
+
+def test_course_linear_sched_matches_diffusers():
+    "The course's `linear_sched(betamax=0.01)` (its DDPM v3 schedule) is DDPMScheduler(beta_end=0.01)'s, float32 like it."
+    s, d = linear_sched(betamax=0.01), DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.01)
+    assert s.abar.dtype == d.alphas_cumprod.dtype == torch.float32
+    assert torch.allclose(s.abar, d.alphas_cumprod, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(s.a, d.alphas, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(s.sig ** 2, d.betas, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize('spacing', ['leading', 'trailing', 'linspace'])
