@@ -231,6 +231,7 @@ class Learner:
         try:
             if lr is not None: self.lr = lr
             if self.opt is None and train:
+                if self.lr is None: raise ValueError(f'No learning rate: pass lr= to {type(self).__name__}(...) or to fit(...).')
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 if not params: raise ValueError('The model has no trainable parameters: nothing to fit (use train=False to evaluate).')
                 self.opt = self.opt_func(params, self.lr)
@@ -267,7 +268,7 @@ class TrainLearner(Learner):
 
 class MomentumLearner(TrainLearner):
     "A TrainLearner that keeps `mom` times the old gradients instead of zeroing them (momentum, the simple way)."
-    def __init__(self, model, dls, loss_func, lr=None, cbs=None, opt_func=torch.optim.SGD, mom:float=0.85):
+    def __init__(self, model, dls, loss_func, lr=0.1, cbs=None, opt_func=torch.optim.SGD, mom:float=0.85):
         self.mom = mom
         super().__init__(model, dls, loss_func, lr, cbs, opt_func)
     def zero_grad(self):
@@ -302,13 +303,16 @@ class SingleBatchCB(Callback):
 # %% ../nbs/09_learner.ipynb #c7afc670
 class MetricsCB(Callback):
     "Accumulate torcheval metrics on (predictions, last batch element) and the size-weighted mean loss."
-    def __init__(self, *ms, **metrics):
+    def __init__(self, *ms,          # metrics, each named after its class
+                 log:bool=True,      # print each epoch's row (`ProgressCB` draws a table instead)
+                 **metrics):         # metrics by name
         for o in ms: metrics[type(o).__name__] = o
-        self.metrics = metrics
+        self.metrics, self.log = metrics, log
         self.all_metrics = copy.copy(metrics)
         self.all_metrics['loss'] = self.loss = Mean()
 
-    def _log(self, d): print(d)
+    def _log(self, d):
+        if self.log: print(d)
     def before_fit(self, learn):
         learn.metrics = self
         if not hasattr(learn, 'history'): learn.history = []   # kept across fits: one entry per epoch and phase
