@@ -91,7 +91,7 @@ def batch_size(b) -> int:
             if n is not None: return n
     return None
 
-# %% ../nbs/09_learner.ipynb #713efeee
+# %% ../nbs/09_learner.ipynb #e3eef5b9
 def _detach(x):
     "Detached `x` on its device; half-precision floats become float32 (as `to_cpu` does)."
     if isinstance(x, torch.Tensor):
@@ -122,6 +122,7 @@ class MetricsCB(Callback):
     def _to(self, device):
         "Move torcheval metrics to `device`, so that updating them never copies a batch to the host."
         self.device = device
+        if device.type == 'mps': return   # no float64 there (torcheval's `Mean` state): keep them on the CPU
         for m in self.all_metrics.values():
             if hasattr(m, 'to') and getattr(m, 'device', device) != device: m.to(device)
 
