@@ -206,10 +206,11 @@ def _set_rng_state(d:dict):
 # %% ../nbs/15_accel.ipynb #8a7a35bc
 def _link_or_copy(src:Path, dst:Path):
     "Make `dst` a copy of `src` in one atomic step: a hard link where the file system has them, else a copy."
+    if dst.exists() and os.path.samefile(src, dst): return   # already (a save killed after linking, before its rename)
     tmp = tmp_path(dst)
     try: os.link(src, tmp)
     except OSError: shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    os.replace(tmp, dst)   # (a rename between two links of one file does nothing and leaves `tmp`: hence the check above)
 
 def save_checkpoint(learn,                 # the Learner to save
                     path,                  # written to `<path>.safetensors`
