@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_accel.ipynb #1a8f1e63
 from __future__ import annotations
-import json, os, copy, random, shutil, uuid, warnings, contextlib
+import json, os, copy, random, shutil, uuid, warnings, contextlib, hashlib
 from pathlib import Path
 import numpy as np
 import torch
@@ -212,6 +212,21 @@ def _link_or_copy(src:Path, dst:Path):
     except OSError: shutil.copyfile(src, tmp)
     os.replace(tmp, dst)   # (a rename between two links of one file does nothing and leaves `tmp`: hence the check above)
 
+def _digest(header:dict, data) -> str:
+    "sha256 of a safetensors header (without its own checksum) and data: any changed byte of either changes it."
+    h = dict(header, __metadata__={k: v for k, v in header.get('__metadata__', {}).items() if k != 'sha256'})
+    return hashlib.sha256(json.dumps(h, sort_keys=True).encode() + data).hexdigest()
+
+def _with_checksum(blob:bytes) -> tuple[bytes, memoryview]:
+    "Split safetensors `blob` into (header, data), with a checksum of both added to the header's metadata."
+    n = int.from_bytes(blob[:8], 'little')
+    data = memoryview(blob)[8+n:]
+    h = json.loads(blob[8:8+n])
+    h['__metadata__']['sha256'] = _digest(h, data)
+    hb = json.dumps(h, separators=(',', ':')).encode()
+    hb += b' ' * (-len(hb) % 8)   # safetensors pads its header so that the data stays 8-byte aligned
+    return len(hb).to_bytes(8, 'little') + hb, data
+
 def save_checkpoint(learn,                 # the Learner to save
                     path,                  # written to `<path>.safetensors`
                     epoch:int|None=None,   # the last epoch completed (default: `learn.epoch`)
@@ -236,11 +251,12 @@ def save_checkpoint(learn,                 # the Learner to save
     enc = _encode(ck, '', tensors, set())
     blob = safetensors.torch.save(tensors, metadata={'format': CKPT_FORMAT, 'version': str(CKPT_VERSION),
                                                      'miniai': json.dumps(enc)})
+    head, data = _with_checksum(blob)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(dest)
     try:
         with open(tmp, 'xb') as f:
-            f.write(blob); f.flush(); os.fsync(f.fileno())
+            f.write(head); f.write(data); f.flush(); os.fsync(f.fileno())
         for i in range(keep - 1, 1, -1):           # shift the older ones: .1 -> .2, ...
             if ckpt_path(path, i - 1).exists(): os.replace(ckpt_path(path, i - 1), ckpt_path(path, i))
         if keep > 1 and dest.exists(): _link_or_copy(dest, ckpt_path(path, 1))
@@ -271,9 +287,12 @@ def _read_safetensors(p:Path):
         raise CheckpointError(f'{p} is not a safetensors file (its header lists no tensor offsets). {fix}') from None
     if len(raw) != 8 + n + end:
         raise CheckpointError(f'{p} is truncated or corrupt: its header describes {8+n+end} bytes, the file has {len(raw)}. {fix}')
+    meta = header.get('__metadata__') or {}
+    if 'sha256' in meta and _digest(header, memoryview(raw)[8+n:]) != meta['sha256']:
+        raise CheckpointError(f'{p} is corrupt: its contents do not match the checksum saved with them. {fix}')
     try: tensors = safetensors.torch.load(raw)
     except Exception as e: raise CheckpointError(f'{p} could not be read ({e}). {fix}') from None
-    return tensors, header.get('__metadata__') or {}
+    return tensors, meta
 
 _CKPT_KEYS = ('id', 'epoch', 'model', 'opt', 'cbs', 'rng', 'history')
 
