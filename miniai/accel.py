@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
 from .core import def_device, to_device, to_cpu, tmp_path, fsync_dir, remove_stale_tmp
 from .datasets import DataLoaders
-from .learner import Callback, Learner, MetricsCB
+from .learner import Callback, Learner, MetricsCB, TrainCB
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'MixedPrecision', 'ShardLoader', 'AccelerateCB', 'CheckpointError', 'ckpt_path',
@@ -26,17 +26,24 @@ __all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'MixedPrecision', 'ShardLoader', 'Acce
            'WandbCB']
 
 # %% ../nbs/15_accel.ipynb #cad47cf6
+def _train_steps(learn, n_inp:int=1):
+    "Add a `TrainCB` to a plain `Learner` that has no inner steps: the course's MixedPrecision and AccelerateCB were TrainCBs."
+    if type(learn).predict is Learner.predict and not any(callable(getattr(cb, 'predict', None)) for cb in learn.cbs):
+        learn.add_cbs(TrainCB(n_inp))
+
 class MixedPrecision(Callback):
     "Forward pass and loss under `torch.autocast` (bf16 on CPU, fp16 with a `GradScaler` on CUDA)."
     order = 10   # higher than TrainCB, so its `backward`/`step` (when it has a scaler) win
     def __init__(self, dtype=None,      # torch.bfloat16 or torch.float16; None: fp16 on CUDA, else bf16
-                 scaler:bool|None=None): # use a GradScaler; None: only for fp16
+                 scaler:bool|None=None, # use a GradScaler; None: only for fp16
+                 n_inp:int=1):          # as `TrainCB`'s, used only when the learner has no inner steps (see below)
         if dtype is not None and dtype not in (torch.float16, torch.bfloat16):
             raise ValueError(f'MixedPrecision(dtype={dtype}): autocast needs torch.float16 or torch.bfloat16 '
                              f'(or None to choose by device).')
-        self.dtype, self.use_scaler, self.scaler, self.ctx = dtype, scaler, None, None
+        self.dtype, self.use_scaler, self.scaler, self.ctx, self.n_inp = dtype, scaler, None, None, n_inp
 
     def before_fit(self, learn):
+        _train_steps(learn, self.n_inp)
         p = next(iter(learn.model.parameters()), None)
         self.device_type = (p.device if p is not None else def_device).type   # after DeviceCB moved the model
         self.dt = self.dtype or (torch.float16 if self.device_type == 'cuda' else torch.bfloat16)
@@ -91,13 +98,17 @@ class ShardLoader:
 class AccelerateCB(Callback):
     "Train with HF Accelerate: prepare model and optimizer, give each process its slice of every batch, `accelerator.backward`."
     order = MixedPrecision.order   # beats TrainCB's backward
-    def __init__(self, shard:bool=True,  # split each training batch between processes (see `ShardLoader`)
-                 **kwargs):               # passed to `accelerate.Accelerator`
+    def __init__(self, n_inp:int=1,         # as `TrainCB`'s, used only when the learner has no inner steps
+                 mixed_precision:str|None=None, # 'no', 'fp16' or 'bf16'; None: 'fp16' on CUDA (as the course), else 'no'
+                 shard:bool=True,        # split each training batch between processes (see `ShardLoader`)
+                 **kwargs):              # passed to `accelerate.Accelerator`
         kwargs.setdefault('dataloader_config', DataLoaderConfiguration(split_batches=True))
-        self.acc, self.shard = Accelerator(**kwargs), shard
+        if mixed_precision is None: mixed_precision = 'fp16' if torch.cuda.is_available() and not kwargs.get('cpu') else 'no'
+        self.acc, self.shard, self.n_inp = Accelerator(mixed_precision=mixed_precision, **kwargs), shard, n_inp
 
     def before_fit(self, learn):
         self.dls = None
+        _train_steps(learn, self.n_inp)
         if any(isinstance(cb, MixedPrecision) for cb in learn.cbs):
             raise ValueError('Use AccelerateCB(mixed_precision="bf16" or "fp16") instead of adding MixedPrecision: '
                              'both would autocast and scale the loss.')

@@ -271,6 +271,7 @@ class DataLoaders:
     @classmethod
     def from_dd(cls, dd,                # a DatasetDict (with a transform applied, usually)
                 batch_size:int=256,
+                as_tuple:bool=True,     # batches as (x, y) tuples; the course's argument (it ignored it); False: give a collate_fn
                 seed:int|None=None,     # fixes the training order (see `EpochSampler`)
                 collate_fn=None,        # default: `collate_dict`, giving (x, y) tuples
                 **kwargs                # passed to both `DataLoader`s (e.g. num_workers)
@@ -279,6 +280,9 @@ class DataLoaders:
         splits = list(dd.values())
         if len(splits) < 2: raise ValueError(f'from_dd needs a training and a validation split; got {list(dd)}.')
         trn, val = splits[:2]
+        if not as_tuple and collate_fn is None:
+            raise ValueError('from_dd(as_tuple=False): batches are (x, y) tuples unless you pass your own collate_fn, '
+                             'e.g. collate_fn=torch.utils.data.default_collate for dicts.')
         cf = collate_fn or collate_dict(trn)
         return cls(DataLoader(trn, batch_size, sampler=EpochSampler(len(trn), True, seed), collate_fn=cf, **kwargs),
                    DataLoader(val, batch_size*2, shuffle=False, collate_fn=cf, **kwargs))
