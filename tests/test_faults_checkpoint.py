@@ -143,10 +143,11 @@ def ctrl_c_during_fit(tmp_path, trials:int, seed:int=1) -> dict:
     want = {k: v.clone() for k, v in straight.model.state_dict().items()}
     t = time.perf_counter(); line_learner([Slow()]).fit(EPOCHS); fit_s = time.perf_counter() - t
     rng = random.Random(seed)
-    stats = dict(trials=trials, no_checkpoint_yet=0, resumed_exact=0, finished=0, interrupted_file=0, fit_s=fit_s)
+    stats = dict(trials=trials, interrupted=0, no_checkpoint_yet=0, resumed_exact=0, finished=0, interrupted_file=0, fit_s=fit_s)
     for i in range(trials):
         d = tmp_path/f'trial{i}'; d.mkdir()
         def child(w):
+            signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal (a background job ignores SIGINT)
             learn = line_learner([Slow(), CheckpointCB(d/'run')])
             try: learn.fit(EPOCHS)
             except KeyboardInterrupt: os.write(w, b'interrupted '); raise
@@ -154,7 +155,8 @@ def ctrl_c_during_fit(tmp_path, trials:int, seed:int=1) -> dict:
         pid, r = fork(child)
         time.sleep(rng.uniform(0, 1.1 * fit_s))
         os.kill(pid, signal.SIGINT); os.waitpid(pid, 0)
-        drain(r)
+        said = drain(r)
+        stats['interrupted'] += 'interrupted' in said
         assert not tmp_files(d), tmp_files(d)
         stats['interrupted_file'] += ckpt_path(d/'run_interrupted').exists()
         if not ckpt_path(d/'run').exists():
@@ -172,4 +174,4 @@ def test_ctrl_c_during_fit(tmp_path):
     stats = ctrl_c_during_fit(tmp_path, N or 12)
     print(stats)
     assert stats['resumed_exact'] + stats['no_checkpoint_yet'] == stats['trials']
-    assert stats['resumed_exact'] > 0
+    assert stats['resumed_exact'] > 0 and stats['interrupted'] > stats['trials'] // 2
