@@ -115,6 +115,9 @@ def test_newer_version(tmp_path, ckpt):
     path, _ = ckpt
     with safetensors.safe_open(ckpt_path(path), 'pt') as f: meta, ts = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     d = json.loads(meta['miniai']); d['version'] = 99; meta['miniai'] = json.dumps(d)
+    with pytest.raises(CheckpointError, match='do not match the checksum'):   # an edited file no longer matches its checksum
+        safetensors.torch.save_file(ts, tmp_path/'future.safetensors', metadata=meta); read_checkpoint(tmp_path/'future')
+    del meta['sha256']
     safetensors.torch.save_file(ts, tmp_path/'future.safetensors', metadata=meta)
     with pytest.raises(CheckpointError, match='format version 99; this miniai reads up to 2: upgrade miniai'):
         read_checkpoint(tmp_path/'future')
