@@ -7,6 +7,7 @@ What it does, in order:
 2. The model: an eps-prediction `UNet2D` trained as in nbs/19_ddpm (linear betas, T=1000, AdamW, one-cycle lr,
    `diffusion_learner`), or loaded with `--model PATH`. After training it is saved atomically with `save_unet`,
    to `--model` or to `cache_dir('models')`; a later run with the same settings loads it (`--retrain` to redo).
+   The save goes through `build_once` (miniai.core): two runs started together train one model, not two.
    `--max_minutes` bounds training: the one-cycle schedule then advances with whichever budget runs out first,
    the batches or the minutes, and the fit stops cleanly (CancelFitException) when time is up, and still saves.
 3. For each sampler and each budget N in `--nfes`, the number of steps that costs N model evaluations (NFE):
@@ -47,7 +48,7 @@ from functools import partial
 from pathlib import Path
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
-from miniai.core import def_device, set_seed, cache_dir, atomic_write
+from miniai.core import def_device, set_seed, cache_dir, atomic_write, build_once
 from miniai.learner import Callback, CancelFitException, ProgressCB
 from miniai.schedules import linear_betas, alphas_cumprod, noisify, get_sigmas_karras
 from miniai.samplers import EpsDenoiser
@@ -256,14 +257,19 @@ def main(argv=None):
         data = next(iter(diffusion_dls(a.oracle, n_train=a.oracle, seed=a.seed + 2).train))[0]
         eps_model, train_info = OracleEps(data, ab, device), dict(oracle_images=len(data))
         print(f'no U-Net: the exact denoiser of {len(data)} training images', flush=True)
-    elif path.exists() and not a.retrain:
-        model, train_info = load_unet(path, device), dict(loaded_from=str(path))
-        print(f'loaded the model from {path} ({sum(p.numel() for p in model.parameters()):,} parameters)', flush=True)
-    else:
-        model, train_info = train_model(a, ab, device)
-        save_unet(model, path)
-        train_info['saved_to'] = str(path)
-        print(f'saved the model to {path}', flush=True)
+    else:   # trained once and cached: a second run started meanwhile waits for this one's model (build_once)
+        trained = {}
+        def train(tmp):
+            m, info = train_model(a, ab, device)
+            save_unet(m, tmp)
+            trained.update(model=m, info=info | dict(saved_to=str(path)))
+        build_once(path, train, valid=lambda p: p.exists() and not (a.retrain and not trained))
+        if trained:
+            model, train_info = trained['model'], trained['info']
+            print(f'saved the model to {path}', flush=True)
+        else:
+            model, train_info = load_unet(path, device), dict(loaded_from=str(path))
+            print(f'loaded the model from {path} ({sum(p.numel() for p in model.parameters()):,} parameters)', flush=True)
     if model is not None: eps_model = model.eval().to(device)
     den = EpsDenoiser(eps_model, ab)
 

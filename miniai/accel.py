@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_accel.ipynb #1a8f1e63
 from __future__ import annotations
-import json, copy, random, uuid, warnings
+import json, os, copy, random, shutil, uuid, warnings, contextlib, hashlib
 from pathlib import Path
 import numpy as np
 import torch
@@ -16,27 +16,34 @@ import safetensors.torch
 # HF Accelerate: one API for one CPU, one GPU, several GPUs or several machines (DDP, FSDP, DeepSpeed).
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
-from .core import def_device, to_device, to_cpu, atomic_write
+from .core import def_device, to_device, to_cpu, tmp_path, fsync_dir, remove_stale_tmp
 from .datasets import DataLoaders
-from .learner import Callback, Learner, MetricsCB
+from .learner import Callback, Learner, MetricsCB, TrainCB
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'MixedPrecision', 'ShardLoader', 'AccelerateCB', 'CheckpointError', 'ckpt_paths',
+__all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'MixedPrecision', 'ShardLoader', 'AccelerateCB', 'CheckpointError', 'ckpt_path',
            'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'CheckpointCB', 'LoggerCB', 'TensorBoardCB',
            'WandbCB']
 
 # %% ../nbs/15_accel.ipynb #cad47cf6
+def _train_steps(learn, n_inp:int=1):
+    "Add a `TrainCB` to a plain `Learner` that has no inner steps: the course's MixedPrecision and AccelerateCB were TrainCBs."
+    if type(learn).predict is Learner.predict and not any(callable(getattr(cb, 'predict', None)) for cb in learn.cbs):
+        learn.add_cbs(TrainCB(n_inp))
+
 class MixedPrecision(Callback):
     "Forward pass and loss under `torch.autocast` (bf16 on CPU, fp16 with a `GradScaler` on CUDA)."
     order = 10   # higher than TrainCB, so its `backward`/`step` (when it has a scaler) win
     def __init__(self, dtype=None,      # torch.bfloat16 or torch.float16; None: fp16 on CUDA, else bf16
-                 scaler:bool|None=None): # use a GradScaler; None: only for fp16
+                 scaler:bool|None=None, # use a GradScaler; None: only for fp16
+                 n_inp:int=1):          # as `TrainCB`'s, used only when the learner has no inner steps (see below)
         if dtype is not None and dtype not in (torch.float16, torch.bfloat16):
             raise ValueError(f'MixedPrecision(dtype={dtype}): autocast needs torch.float16 or torch.bfloat16 '
                              f'(or None to choose by device).')
-        self.dtype, self.use_scaler, self.scaler, self.ctx = dtype, scaler, None, None
+        self.dtype, self.use_scaler, self.scaler, self.ctx, self.n_inp = dtype, scaler, None, None, n_inp
 
     def before_fit(self, learn):
+        _train_steps(learn, self.n_inp)
         p = next(iter(learn.model.parameters()), None)
         self.device_type = (p.device if p is not None else def_device).type   # after DeviceCB moved the model
         self.dt = self.dtype or (torch.float16 if self.device_type == 'cuda' else torch.bfloat16)
@@ -91,13 +98,17 @@ class ShardLoader:
 class AccelerateCB(Callback):
     "Train with HF Accelerate: prepare model and optimizer, give each process its slice of every batch, `accelerator.backward`."
     order = MixedPrecision.order   # beats TrainCB's backward
-    def __init__(self, shard:bool=True,  # split each training batch between processes (see `ShardLoader`)
-                 **kwargs):               # passed to `accelerate.Accelerator`
+    def __init__(self, n_inp:int=1,         # as `TrainCB`'s, used only when the learner has no inner steps
+                 mixed_precision:str|None=None, # 'no', 'fp16' or 'bf16'; None: 'fp16' on CUDA (as the course), else 'no'
+                 shard:bool=True,        # split each training batch between processes (see `ShardLoader`)
+                 **kwargs):              # passed to `accelerate.Accelerator`
         kwargs.setdefault('dataloader_config', DataLoaderConfiguration(split_batches=True))
-        self.acc, self.shard = Accelerator(**kwargs), shard
+        if mixed_precision is None: mixed_precision = 'fp16' if torch.cuda.is_available() and not kwargs.get('cpu') else 'no'
+        self.acc, self.shard, self.n_inp = Accelerator(mixed_precision=mixed_precision, **kwargs), shard, n_inp
 
     def before_fit(self, learn):
         self.dls = None
+        _train_steps(learn, self.n_inp)
         if any(isinstance(cb, MixedPrecision) for cb in learn.cbs):
             raise ValueError('Use AccelerateCB(mixed_precision="bf16" or "fp16") instead of adding MixedPrecision: '
                              'both would autocast and scale the loss.')
@@ -118,15 +129,17 @@ class AccelerateCB(Callback):
 
 # %% ../nbs/15_accel.ipynb #bb515fb4
 class CheckpointError(ValueError):
-    "A checkpoint is missing a part, truncated, corrupt, or does not fit the learner; the message says how to fix it."
+    "A checkpoint is missing, truncated, corrupt, or does not fit the learner; the message says how to fix it."
 
-CKPT_FORMAT, CKPT_VERSION = 'miniai-checkpoint', 1
+CKPT_FORMAT, CKPT_VERSION = 'miniai-checkpoint', 2   # version 1 was a .safetensors + .json pair; still read
 
-def ckpt_paths(path) -> tuple[Path, Path]:
-    "The two files of checkpoint `path`: `<path>.safetensors` (tensors) and `<path>.json` (everything else)."
+def ckpt_path(path,      # the checkpoint's name: `run`, `run.safetensors` or (version 1) `run.json`
+              i:int=0    # 0: the newest checkpoint; i: the i-th previous one that `keep` kept
+             ) -> Path:
+    "The file of checkpoint `path`: `<path>.safetensors`, or `<path>.<i>.safetensors` for the i-th previous one."
     p = Path(path)
     if p.suffix in ('.safetensors', '.json'): p = p.with_suffix('')
-    return p.with_name(p.name + '.safetensors'), p.with_name(p.name + '.json')
+    return p.with_name(p.name + (f'.{i}' if i else '') + '.safetensors')
 
 # %% ../nbs/15_accel.ipynb #f22ceefb
 def _encode(o, key, tensors, seen):
@@ -202,16 +215,41 @@ def _set_rng_state(d:dict):
         torch.cuda.set_rng_state_all(d['cuda'])
 
 # %% ../nbs/15_accel.ipynb #8a7a35bc
+def _link_or_copy(src:Path, dst:Path):
+    "Make `dst` a copy of `src` in one atomic step: a hard link where the file system has them, else a copy."
+    if dst.exists() and os.path.samefile(src, dst): return   # already (a save killed after linking, before its rename)
+    tmp = tmp_path(dst)
+    try: os.link(src, tmp)
+    except OSError: shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)   # (a rename between two links of one file does nothing and leaves `tmp`: hence the check above)
+
+def _digest(header:dict, data) -> str:
+    "sha256 of a safetensors header (without its own checksum) and data: any changed byte of either changes it."
+    h = dict(header, __metadata__={k: v for k, v in header.get('__metadata__', {}).items() if k != 'sha256'})
+    return hashlib.sha256(json.dumps(h, sort_keys=True).encode() + data).hexdigest()
+
+def _with_checksum(blob:bytes) -> tuple[bytes, memoryview]:
+    "Split safetensors `blob` into (header, data), with a checksum of both added to the header's metadata."
+    n = int.from_bytes(blob[:8], 'little')
+    data = memoryview(blob)[8+n:]
+    h = json.loads(blob[8:8+n])
+    h['__metadata__']['sha256'] = _digest(h, data)
+    hb = json.dumps(h, separators=(',', ':')).encode()
+    hb += b' ' * (-len(hb) % 8)   # safetensors pads its header so that the data stays 8-byte aligned
+    return len(hb).to_bytes(8, 'little') + hb, data
+
 def save_checkpoint(learn,                 # the Learner to save
-                    path,                  # written to `<path>.safetensors` and `<path>.json`
+                    path,                  # written to `<path>.safetensors`
                     epoch:int|None=None,   # the last epoch completed (default: `learn.epoch`)
                     with_opt:bool=True,    # save the optimizer state too
                     cb_states:dict|None=None, # callback states to save instead of the current ones
+                    keep:int=2,            # checkpoints kept: this one and `keep-1` previous (`<path>.1.safetensors`, ...)
                     **extra) -> Path:      # more JSON-able values, returned by `load_checkpoint`
-    "Save model, optimizer, callback states, epoch, history and RNG states; returns the `.safetensors` path."
-    st, js = ckpt_paths(path)
+    "Save model, optimizer, callback states, epoch, history and RNG states in one file, atomically; returns its path."
+    if keep < 1: raise ValueError(f'keep={keep}: a save keeps at least the checkpoint it writes (keep >= 1).')
+    dest = ckpt_path(path)
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
-        return st
+        return dest
     model, opt = _unwrap(learn.model), learn.opt if with_opt else None
     ck = dict(format=CKPT_FORMAT, version=CKPT_VERSION, id=uuid.uuid4().hex,
               epoch=learn.epoch if epoch is None else epoch,
@@ -222,52 +260,110 @@ def save_checkpoint(learn,                 # the Learner to save
               rng=_rng_state())
     tensors = {}
     enc = _encode(ck, '', tensors, set())
-    blob = safetensors.torch.save(tensors, metadata={'format': CKPT_FORMAT, 'id': ck['id']})
-    with atomic_write(js, 'w') as fj, atomic_write(st) as fs:
-        json.dump(enc, fj, indent=1)
-        fs.write(blob)
-    return st
+    blob = safetensors.torch.save(tensors, metadata={'format': CKPT_FORMAT, 'version': str(CKPT_VERSION),
+                                                     'miniai': json.dumps(enc)})
+    head, data = _with_checksum(blob)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(dest)
+    try:
+        with open(tmp, 'xb') as f:
+            f.write(head); f.write(data); f.flush(); os.fsync(f.fileno())
+        for i in range(keep - 1, 1, -1):           # shift the older ones: .1 -> .2, ...
+            if ckpt_path(path, i - 1).exists(): os.replace(ckpt_path(path, i - 1), ckpt_path(path, i))
+        if keep > 1 and dest.exists(): _link_or_copy(dest, ckpt_path(path, 1))
+        os.replace(tmp, dest)                      # the commit: one atomic rename
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError): os.remove(tmp)
+        raise
+    fsync_dir(dest.parent)
+    for i in range(keep, keep + 100):              # fewer kept than before: drop the extra ones
+        if not ckpt_path(path, i).exists(): break
+        ckpt_path(path, i).unlink()
+    with contextlib.suppress(FileNotFoundError): dest.with_suffix('.json').unlink()   # a version-1 partner, now stale
+    for i in range(keep): remove_stale_tmp(ckpt_path(path, i))   # left by savers that were killed
+    return dest
 
 # %% ../nbs/15_accel.ipynb #4bd2e934
 def _read_safetensors(p:Path):
     raw = p.read_bytes()
-    fix = 'It is truncated or corrupt (an interrupted copy?): save it again, or restore it together with its .json.'
+    fix = 'It is truncated or corrupt (an interrupted copy?): save it again, or restore it from a copy.'
     if len(raw) < 8: raise CheckpointError(f'{p} has only {len(raw)} bytes, less than a safetensors header. {fix}')
     n = int.from_bytes(raw[:8], 'little')
     if n > len(raw) - 8: raise CheckpointError(f'{p} is not a safetensors file, or is truncated: its header claims '
                                                f'{n} bytes but the file has {len(raw)}. {fix}')
     try: header = json.loads(raw[8:8+n])
     except ValueError: raise CheckpointError(f'{p} is not a safetensors file (its header is not JSON). {fix}') from None
-    end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'), default=0)
+    try: end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'), default=0)
+    except (TypeError, KeyError, IndexError, AttributeError):
+        raise CheckpointError(f'{p} is not a safetensors file (its header lists no tensor offsets). {fix}') from None
     if len(raw) != 8 + n + end:
         raise CheckpointError(f'{p} is truncated or corrupt: its header describes {8+n+end} bytes, the file has {len(raw)}. {fix}')
+    meta = header.get('__metadata__') or {}
+    if 'sha256' in meta and _digest(header, memoryview(raw)[8+n:]) != meta['sha256']:
+        raise CheckpointError(f'{p} is corrupt: its contents do not match the checksum saved with them. {fix}')
     try: tensors = safetensors.torch.load(raw)
     except Exception as e: raise CheckpointError(f'{p} could not be read ({e}). {fix}') from None
-    return tensors, header.get('__metadata__') or {}
+    return tensors, meta
 
-def read_checkpoint(path) -> dict:
-    "Read and check both files of checkpoint `path`; returns its contents (tensors on the CPU)."
-    st, js = ckpt_paths(path)
-    missing = [p for p in (st, js) if not p.is_file()]
-    if len(missing) == 2: raise CheckpointError(f'No checkpoint at {path}: neither {st} nor {js} exists.')
-    if missing:
-        raise CheckpointError(f'Checkpoint {path} is incomplete: {missing[0]} is missing. A checkpoint is two files, '
-                              f'{st.name} (tensors) and {js.name} (the rest); copy or restore both.')
+_CKPT_KEYS = ('id', 'epoch', 'model', 'opt', 'cbs', 'rng', 'history')
+
+def _check_ck(d, src):
+    if not isinstance(d, dict) or d.get('format') != CKPT_FORMAT:
+        raise CheckpointError(f'{src} is not a miniai checkpoint (it has no "format": "{CKPT_FORMAT}"). '
+                              f'Write checkpoints with learn.save(path) or save_checkpoint(learn, path).')
+    if missing := [k for k in _CKPT_KEYS if k not in d]:
+        raise CheckpointError(f'{src} lacks {missing}: it is corrupt or was edited. Save the checkpoint again.')
+    if int(d.get('version', 0)) > CKPT_VERSION:
+        raise CheckpointError(f'{src} has format version {d["version"]}; this miniai reads up to {CKPT_VERSION}: upgrade miniai.')
+
+def _read_v1(st:Path, meta:dict, tensors:dict) -> dict:
+    "A version-1 checkpoint: tensors in `st`, the rest in the `.json` file next to it, tied by a shared id."
+    js = st.with_suffix('.json')
+    if not js.is_file():
+        raise CheckpointError(f'{st} is the tensor half of a version-1 miniai checkpoint, and its other half, {js.name}, '
+                              f'is missing: copy or restore both files.')
     try: d = json.loads(js.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f'{js} is truncated or not valid JSON ({e}): save the checkpoint again or restore both files.') from None
-    if not isinstance(d, dict) or d.get('format') != CKPT_FORMAT:
-        raise CheckpointError(f'{js} is not a miniai checkpoint (it has no "format": "{CKPT_FORMAT}"). '
-                              f'Write checkpoints with learn.save(path) or save_checkpoint(learn, path).')
-    if missing := [k for k in ('id', 'epoch', 'model', 'opt', 'cbs', 'rng', 'history') if k not in d]:
-        raise CheckpointError(f'{js} lacks {missing}: it is corrupt or was edited. Save the checkpoint again.')
-    if d.get('version', 0) > CKPT_VERSION:
-        raise CheckpointError(f'{js} has format version {d["version"]}; this miniai reads up to {CKPT_VERSION}: upgrade miniai.')
-    tensors, meta = _read_safetensors(st)
+        raise CheckpointError(f'{js} is truncated or not valid JSON ({e}): restore both files of this version-1 checkpoint.') from None
+    _check_ck(d, js)
     if meta.get('id') != d.get('id'):
         raise CheckpointError(f'{st.name} and {js.name} come from different saves (ids {meta.get("id")} and {d.get("id")}): '
                               f'one was replaced, or a save was interrupted between the two. Restore both from the same save.')
     return _decode(d, tensors)
+
+def _read_one(p:Path) -> dict:
+    if not p.is_file(): raise CheckpointError(f'No checkpoint at {p}.')
+    tensors, meta = _read_safetensors(p)
+    if meta.get('format') != CKPT_FORMAT:
+        raise CheckpointError(f'{p} is a safetensors file but not a miniai checkpoint (its metadata has no "format": '
+                              f'"{CKPT_FORMAT}"). Write checkpoints with learn.save(path) or save_checkpoint(learn, path).')
+    if 'miniai' not in meta: return _read_v1(p, meta, tensors)
+    try: d = json.loads(meta['miniai'])
+    except ValueError as e: raise CheckpointError(f'{p}: the checkpoint metadata is not valid JSON ({e}): it is corrupt.') from None
+    _check_ck(d, p)
+    return _decode(d, tensors)
+
+def read_checkpoint(path,              # a checkpoint name as given to `save_checkpoint`
+                    fallback:bool=True # if the newest file does not read, use the newest previous one that does
+                   ) -> dict:
+    "Read and check checkpoint `path`; returns its contents (tensors on the CPU), and in `file` the file it came from."
+    p = ckpt_path(path)
+    if not p.is_file() and p.with_suffix('.json').is_file():
+        raise CheckpointError(f'Checkpoint {path} is incomplete: {p} is missing. A version-1 checkpoint is two files, '
+                              f'{p.name} (tensors) and {p.with_suffix(".json").name} (the rest); copy or restore both.')
+    try: ck, used = _read_one(p), p
+    except CheckpointError as e:
+        prev = [ckpt_path(path, i) for i in range(1, 100) if ckpt_path(path, i).is_file()] if fallback else []
+        for q in prev:
+            try: ck, used = _read_one(q), q
+            except CheckpointError: continue
+            warnings.warn(f'{p} could not be read ({e}). Loaded the previous checkpoint, {q.name} (epoch {ck["epoch"]}), instead.')
+            break
+        else:
+            if not p.exists() and not prev: raise CheckpointError(f'No checkpoint at {path}: {p} does not exist.') from None
+            raise
+    ck['file'] = str(used)
+    return ck
 
 # %% ../nbs/15_accel.ipynb #7b829921
 def _check_model(model, sd:dict, ck:dict, path):
@@ -317,7 +413,7 @@ class _ResumeCB(Callback):
                           f'(the callbacks differ); that state was ignored.')
 
 def load_checkpoint(learn,               # the Learner to load into (same model architecture)
-                    path,                # `<path>.safetensors` + `<path>.json`, as written by `save_checkpoint`
+                    path,                # as given to `save_checkpoint`
                     with_opt:bool=True   # also restore the optimizer state
                    ) -> dict:
     "Load a checkpoint into `learn`; resume with `learn.fit(n, start_epoch=info['epoch']+1)`. Returns the metadata."
@@ -333,7 +429,7 @@ def load_checkpoint(learn,               # the Learner to load into (same model 
     learn.epoch, learn.history = ck['epoch'], ck['history']
     for cb in [cb for cb in learn.cbs if isinstance(cb, _ResumeCB)]: learn.remove_cbs(cb)
     learn.add_cbs(_ResumeCB(ck, path))
-    return {k: ck[k] for k in ('epoch', 'history', 'extra', 'model_class', 'opt_class', 'id')}
+    return {k: ck[k] for k in ('epoch', 'history', 'extra', 'model_class', 'opt_class', 'id', 'file')}
 
 Learner.save, Learner.load = save_checkpoint, load_checkpoint   # `learn.save(path)`, `learn.load(path)`
 
@@ -341,10 +437,10 @@ Learner.save, Learner.load = save_checkpoint, load_checkpoint   # `learn.save(pa
 class CheckpointCB(Callback):
     "Save a checkpoint to `path` every `every` epochs and when training stops early (see `save_checkpoint`)."
     order = 100   # after metrics (history) and schedulers
-    def __init__(self, path, every:int=1, with_opt:bool=True): fc.store_attr()
+    def __init__(self, path, every:int=1, with_opt:bool=True, keep:int=2): fc.store_attr()
     def before_fit(self, learn): self.pending, self.done, self.saved = None, False, []
     def _save(self, learn, epoch, states, path=None, **extra):
-        save_checkpoint(learn, path or self.path, epoch=epoch, with_opt=self.with_opt, cb_states=states, **extra)
+        save_checkpoint(learn, path or self.path, epoch=epoch, with_opt=self.with_opt, cb_states=states, keep=self.keep, **extra)
         if path is None: self.saved.append(epoch)
     def _flush(self, learn):
         if self.pending is not None: self._save(learn, *self.pending)
@@ -363,7 +459,7 @@ class CheckpointCB(Callback):
         if self.done: return
         if self.pending is not None: self._flush(learn)   # stopped during validation: the weights are complete
         elif learn.training:                              # stopped during a training epoch
-            p = ckpt_paths(self.path)[0].with_suffix('')
+            p = ckpt_path(self.path).with_suffix('')
             self._save(learn, learn.epoch - 1, None, path=p.with_name(p.name + '_interrupted'),
                        interrupted_at={'epoch': learn.epoch, 'iter': learn.iter})
 

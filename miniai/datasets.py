@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_datasets.ipynb #965aa69d
 from __future__ import annotations
-import os, gzip, hashlib, math, shutil, struct, urllib.request
+import os, gzip, hashlib, math, socket, struct, urllib.parse, urllib.request
 from pathlib import Path
 from collections.abc import Mapping
 from operator import itemgetter
@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 # and is how users reach the thousands of data sets on the hub.
 import datasets
 from datasets import Dataset, DatasetDict, Features, ClassLabel, Image as ImageFeature
-from .core import cache_dir, atomic_write, def_device, to_device, by_mode
+from .core import cache_dir, atomic_write, build_once, def_device, to_device, by_mode
 
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'FASHION_FILES', 'FASHION_URL', 'FASHION_HUB', 'DEBIAN_FASHION', 'FASHION_MEAN', 'FASHION_STD',
-           'DataError', 'read_idx', 'download_fashion_mnist', 'fashion_mnist_dir', 'fashion_mnist_arrays',
+           'DataError', 'read_idx', 'online', 'download_fashion_mnist', 'fashion_mnist_dir', 'fashion_mnist_arrays',
            'load_fashion_mnist', 'as_tensor', 'inplace', 'to_float', 'image_tfm', 'collate_dict', 'epoch_perm',
            'EpochSampler', 'TensorLoader', 'DataLoaders', 'show_image', 'subplots', 'get_grid', 'show_images']
 
@@ -50,6 +50,9 @@ def read_idx(path,             # a gzip (or plain) IDX file
     "Read an IDX file into a uint8 array, checking its header, its length and (for gzip) its CRC."
     path = Path(path)
     fix = f'Delete {path} and fetch it again (or reinstall the package that provided it).'
+    if not path.is_file():
+        raise DataError(f'{path} does not exist' + (' (it is a folder)' if path.is_dir() else '') +
+                        '. Pass the path of an IDX file, such as train-labels-idx1-ubyte.gz.')
     try:
         opener = gzip.open if path.suffix == '.gz' else open
         with opener(path, 'rb') as f: raw = f.read()
@@ -74,6 +77,13 @@ def _sha256(path):
     return h.hexdigest()
 
 def _has_all(d): return d is not None and all((Path(d)/f).is_file() for f in FASHION_FILES)
+
+def online(url:str, timeout:float=3.) -> bool:
+    "Whether a TCP connection to `url`'s server opens within `timeout` seconds: one try, so offline runs fail fast."
+    u = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((u.hostname, u.port or (443 if u.scheme == 'https' else 80)), timeout=timeout): return True
+    except OSError: return False
 
 def download_fashion_mnist(dest=None,            # folder to download into (default: the cache)
                            url:str=FASHION_URL    # where the original files live
@@ -102,7 +112,7 @@ def fashion_mnist_dir(path=None,          # an explicit folder holding the four 
     for d in [Path(env) if env else None, Path(env)/'fashion_mnist' if env else None,
               cache_dir('fashion_mnist'), DEBIAN_FASHION]:
         if _has_all(d): return Path(d)
-    if download:
+    if download and online(FASHION_URL):
         try: return download_fashion_mnist()
         except DataError: raise
         except Exception: return None
@@ -135,23 +145,25 @@ def load_fashion_mnist(path=None,          # a folder with the four original gzi
     "Fashion-MNIST as a `DatasetDict` with `train` (60000) and `test` (10000) splits of `image` (PIL, L, 28x28) and `label`."
     d = fashion_mnist_dir(path, download=download)
     if d is None:
-        if download:
+        hub_off = os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes')
+        if download and not hub_off and online('https://huggingface.co'):
             try: return datasets.load_dataset(FASHION_HUB)
             except Exception: pass
         raise DataError(_NO_DATA.format(cache=cache_dir('fashion_mnist'), url=FASHION_URL, hub=FASHION_HUB))
     key = hashlib.sha256(''.join(f'{f}:{(d/f).stat().st_size}:{_sha256(d/f)}' for f in FASHION_FILES).encode()).hexdigest()[:16]
-    arrow = cache_dir('fashion_mnist')/f'arrow-{key}'
-    if (arrow/'dataset_dict.json').is_file():
-        try: return datasets.load_from_disk(str(arrow))
-        except Exception: shutil.rmtree(arrow, ignore_errors=True)
-    arrs = fashion_mnist_arrays(d, download=False)
-    dd = DatasetDict({s: Dataset.from_dict({'image': list(x), 'label': y.tolist()}, features=_features())
-                      for s, (x, y) in arrs.items()})
-    tmp = arrow.with_name(arrow.name + '.tmp')
-    shutil.rmtree(tmp, ignore_errors=True)
-    dd.save_to_disk(str(tmp))
-    os.replace(tmp, arrow)   # atomic: a half-written cache is never picked up
-    return datasets.load_from_disk(str(arrow))
+    got = {}
+    def loads(p):   # a complete cache is one that loads
+        if not (p/'dataset_dict.json').is_file(): return False
+        try: got['dd'] = datasets.load_from_disk(str(p))
+        except Exception: return False
+        return True
+    def build(tmp):
+        arrs = fashion_mnist_arrays(d, download=False)
+        dd = DatasetDict({s: Dataset.from_dict({'image': list(x), 'label': y.tolist()}, features=_features())
+                          for s, (x, y) in arrs.items()})
+        dd.save_to_disk(str(tmp))
+    arrow = build_once(cache_dir('fashion_mnist')/f'arrow-{key}', build, valid=loads)
+    return got.get('dd') or datasets.load_from_disk(str(arrow))
 
 # %% ../nbs/05_datasets.ipynb #bc433565
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530   # pixel mean and std of the training set, on the [0, 1] scale
@@ -259,6 +271,7 @@ class DataLoaders:
     @classmethod
     def from_dd(cls, dd,                # a DatasetDict (with a transform applied, usually)
                 batch_size:int=256,
+                as_tuple:bool=True,     # batches as (x, y) tuples; the course's argument (it ignored it); False: give a collate_fn
                 seed:int|None=None,     # fixes the training order (see `EpochSampler`)
                 collate_fn=None,        # default: `collate_dict`, giving (x, y) tuples
                 **kwargs                # passed to both `DataLoader`s (e.g. num_workers)
@@ -267,6 +280,9 @@ class DataLoaders:
         splits = list(dd.values())
         if len(splits) < 2: raise ValueError(f'from_dd needs a training and a validation split; got {list(dd)}.')
         trn, val = splits[:2]
+        if not as_tuple and collate_fn is None:
+            raise ValueError('from_dd(as_tuple=False): batches are (x, y) tuples unless you pass your own collate_fn, '
+                             'e.g. collate_fn=torch.utils.data.default_collate for dicts.')
         cf = collate_fn or collate_dict(trn)
         return cls(DataLoader(trn, batch_size, sampler=EpochSampler(len(trn), True, seed), collate_fn=cf, **kwargs),
                    DataLoader(val, batch_size*2, shuffle=False, collate_fn=cf, **kwargs))

@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import save, load_file
 from torcheval.metrics import MulticlassAccuracy
-from .core import def_device, set_seed, by_mode, cache_dir, atomic_write, to_device
+from .core import def_device, set_seed, by_mode, cache_dir, build_once, to_device
 from .datasets import DataLoaders
 from .learner import TrainLearner, DeviceCB, MetricsCB, ProgressCB
 from .optim import BatchSchedCB
@@ -119,24 +119,33 @@ def fid_classifier(path=None, device=None, retrain:bool=False, progress:bool=Fal
     epochs, n_train, n_valid, bs = (5, None, None, 256) if full else (3, 2000, 1000, 128)
     nfs = (32, 64, 128, 256) if full else (8, 16, 32, 64)
     path = Path(path) if path else cache_dir('models')/f'fid_featurenet_{"-".join(map(str, nfs))}_e{epochs}_n{n_train or "all"}.safetensors'
+    built = []
+    def train(tmp):
+        model, acc = train_feature_net(epochs, n_train, n_valid, nfs, bs=bs, device=device, progress=progress)
+        model.accuracy = acc
+        tmp.write_bytes(save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+        built.append(model)
+    build_once(path, train, valid=lambda p: p.exists() and not (retrain and not built))
+    if built: return built[0]
     model = FeatureNet(nfs=nfs)
-    if path.exists() and not retrain:
-        try: model.load_state_dict(load_file(str(path)))
-        except Exception as e: raise ValueError(f'{path} is not a valid FeatureNet checkpoint ({e}); delete it to retrain.') from e
-        return model.eval().to(device or def_device)
-    model, acc = train_feature_net(epochs, n_train, n_valid, nfs, bs=bs, device=device, progress=progress)
-    model.accuracy = acc
-    data = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_write(path) as f: f.write(save(data))    # never a half-written model in the cache
-    return model
+    try: model.load_state_dict(load_file(str(path)))
+    except Exception as e: raise ValueError(f'{path} is not a valid FeatureNet checkpoint ({e}); delete it to retrain.') from e
+    return model.eval().to(device or def_device)
 
 # %% ../nbs/20_fid.ipynb #2472bb71
 class ImageEval:
-    "FID/KID of images against reference features, in the feature space of `model.features`."
-    def __init__(self, model:nn.Module, ref_images=None, ref_feats=None, bs:int=512):
+    "FID/KID of images against reference features, in the feature space of `model.features` (or of `model`'s output)."
+    def __init__(self, model:nn.Module,
+                 ref_images=None,   # (N,1,32,32) real images in [-1, 1], or DataLoaders (the course's form: its valid images)
+                 ref_feats=None,    # or their features (N, D), computed before
+                 bs:int=512,
+                 cbs=None):         # the course's `cbs=[DeviceCB()]`: the model goes to that callback's device
+        for cb in cbs or []:
+            if isinstance(cb, DeviceCB): model = model.to(cb.device)
         self.model, self.bs = model.eval(), bs
         if ref_feats is None:
             if ref_images is None: raise ValueError('ImageEval needs ref_images (N,1,32,32 in [-1,1]) or ref_feats (N,D).')
+            if hasattr(ref_images, 'valid'): ref_images = torch.cat([b[0] for b in ref_images.valid])
             ref_feats = self.feats(ref_images)
         self.ref = ref_feats
 
@@ -148,8 +157,10 @@ class ImageEval:
         if lo < -1.5 or hi > 1.5: raise ValueError(f'images should be in [-1, 1] but span [{lo:.2f}, {hi:.2f}]: '
                                                  f'scale them with mean=0.5, std=0.5 as the diffusion notebooks do.')
         dev = next(self.model.parameters()).device
-        return torch.cat([self.model.features(to_device(images[i:i+self.bs], dev)).float().cpu()
+        f = getattr(self.model, 'features', self.model)   # a course model is a classifier with its head removed
+        return torch.cat([f(to_device(images[i:i+self.bs], dev)).float().flatten(1).cpu()
                           for i in range(0, len(images), self.bs)])
+    get_feats = feats   # the course's name
 
     def fid(self, images): return calc_fid(self.feats(images), self.ref)
     def kid(self, images, **kwargs): return calc_kid(self.feats(images), self.ref, **kwargs)

@@ -1,4 +1,6 @@
-"""Checkpoints: bad input gives clear errors, interrupted saves keep the previous checkpoint, resuming is exact."""
+"""Checkpoints: bad input gives clear errors, interrupted saves keep the previous checkpoint, resuming is exact.
+
+Kills at random moments of a save are in test_faults_checkpoint.py."""
 import json, os, shutil
 from functools import partial
 import pytest
@@ -9,8 +11,8 @@ import safetensors.torch
 from miniai.core import set_seed
 from miniai.datasets import DataLoaders, TensorLoader
 from miniai.learner import Learner, TrainCB, Callback
-from miniai.accel import (CheckpointError, CheckpointCB, ckpt_paths, save_checkpoint, load_checkpoint,
-                          read_checkpoint)
+from miniai.accel import (CheckpointError, CheckpointCB, ckpt_path, save_checkpoint, load_checkpoint,
+                          read_checkpoint, CKPT_FORMAT, _encode)
 
 
 def dls(seed=0):
@@ -32,12 +34,11 @@ def ckpt(tmp_path):
     learn.save(tmp_path/'ck')
     return tmp_path/'ck', learn
 
-def snapshot(path): return [p.read_bytes() for p in ckpt_paths(path)]
 
 
 def test_round_trip_and_suffixes(ckpt):
     path, learn = ckpt
-    for p in (path, path.with_name('ck.safetensors'), path.with_name('ck.json')):
+    for p in (path, path.with_name('ck.safetensors'), str(path)):
         fresh = learner()
         info = fresh.load(p)
         assert info['epoch'] == 1
@@ -82,88 +83,107 @@ def test_wrong_optimizer(ckpt):
     learner(opt_func=torch.optim.Adam).load(path, with_opt=False)   # the weights alone are fine
 
 
-@pytest.mark.parametrize('keep', [0, 5, 8, 40, -1])
-def test_truncated_safetensors(ckpt, keep):
+@pytest.mark.parametrize('cut', [0, 5, 8, 40, -1])
+def test_truncated_file(ckpt, cut):
     path, _ = ckpt
-    st, _ = ckpt_paths(path)
+    st = ckpt_path(path)
     raw = st.read_bytes()
-    st.write_bytes(raw[:keep] if keep >= 0 else raw[:-1])
+    st.write_bytes(raw[:cut] if cut >= 0 else raw[:-1])
     with pytest.raises(CheckpointError) as e: read_checkpoint(path)
     assert str(st) in str(e.value) and ('truncated' in str(e.value) or 'not a safetensors file' in str(e.value))
 
 
-def test_truncated_json(ckpt):
+def test_missing(ckpt):
     path, _ = ckpt
-    _, js = ckpt_paths(path)
-    js.write_text(js.read_text()[:len(js.read_text()) // 2])
-    with pytest.raises(CheckpointError, match=r'ck\.json is truncated or not valid JSON'): read_checkpoint(path)
-
-
-@pytest.mark.parametrize('part', [0, 1])
-def test_missing_part(ckpt, part):
-    path, _ = ckpt
-    gone = ckpt_paths(path)[part]
-    gone.unlink()
-    with pytest.raises(CheckpointError) as e: read_checkpoint(path)
-    assert f'{gone} is missing' in str(e.value) and 'copy or restore both' in str(e.value)
+    ckpt_path(path).unlink()
+    with pytest.raises(CheckpointError, match='No checkpoint at'): read_checkpoint(path)
     with pytest.raises(CheckpointError, match='No checkpoint at'): read_checkpoint(path.with_name('nope'))
 
 
 def test_not_a_checkpoint(tmp_path, ckpt):
     path, learn = ckpt
-    st, js = ckpt_paths(tmp_path/'plain')
-    safetensors.torch.save_file(learn.model.state_dict(), st)   # a weights file, not a checkpoint
-    js.write_text(json.dumps({'lr': 0.1}))
-    with pytest.raises(CheckpointError, match='is not a miniai checkpoint'): read_checkpoint(tmp_path/'plain')
-    js.write_text('[1, 2, 3]')
-    with pytest.raises(CheckpointError, match='is not a miniai checkpoint'): read_checkpoint(tmp_path/'plain')
-    # a right json with a file that is not safetensors at all
-    st2, js2 = ckpt_paths(tmp_path/'text')
-    shutil.copy(ckpt_paths(path)[1], js2)
-    st2.write_bytes(b'hello, this is not a tensor file' * 4)
+    safetensors.torch.save_file(learn.model.state_dict(), tmp_path/'plain.safetensors')   # a weights file, not a checkpoint
+    with pytest.raises(CheckpointError, match='is a safetensors file but not a miniai checkpoint'): read_checkpoint(tmp_path/'plain')
+    (tmp_path/'text.safetensors').write_bytes(b'hello, this is not a tensor file' * 4)
     with pytest.raises(CheckpointError, match='text.safetensors is not a safetensors file'): read_checkpoint(tmp_path/'text')
+    meta = {'format': CKPT_FORMAT, 'miniai': json.dumps({'format': CKPT_FORMAT, 'epoch': 1})}
+    safetensors.torch.save_file({'x': torch.zeros(1)}, tmp_path/'edited.safetensors', metadata=meta)
+    with pytest.raises(CheckpointError, match=r"lacks \['id', 'model'"): read_checkpoint(tmp_path/'edited')
 
 
-def test_parts_from_different_saves(ckpt):
+def test_newer_version(tmp_path, ckpt):
+    path, _ = ckpt
+    with safetensors.safe_open(ckpt_path(path), 'pt') as f: meta, ts = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    d = json.loads(meta['miniai']); d['version'] = 99; meta['miniai'] = json.dumps(d)
+    with pytest.raises(CheckpointError, match='do not match the checksum'):   # an edited file no longer matches its checksum
+        safetensors.torch.save_file(ts, tmp_path/'future.safetensors', metadata=meta); read_checkpoint(tmp_path/'future')
+    del meta['sha256']
+    safetensors.torch.save_file(ts, tmp_path/'future.safetensors', metadata=meta)
+    with pytest.raises(CheckpointError, match='format version 99; this miniai reads up to 2: upgrade miniai'):
+        read_checkpoint(tmp_path/'future')
+
+
+def write_v1(learn, path):
+    "A checkpoint in the version-1 format (a .safetensors + .json pair), as the first miniai release wrote them."
+    save_checkpoint(learn, path.with_name('src'), keep=1)
+    ck = read_checkpoint(path.with_name('src')); ck.pop('file'); ck['version'] = 1
+    tensors = {}
+    enc = _encode(ck, '', tensors, set())
+    (path.with_name(path.name + '.safetensors')).write_bytes(
+        safetensors.torch.save(tensors, metadata={'format': CKPT_FORMAT, 'id': ck['id']}))
+    (path.with_name(path.name + '.json')).write_text(json.dumps(enc))
+    return ck
+
+
+def test_reads_version_1(tmp_path, ckpt):
+    _, learn = ckpt
+    ck = write_v1(learn, tmp_path/'old')
+    fresh = learner()
+    assert fresh.load(tmp_path/'old')['epoch'] == ck['epoch'] == 1
+    for k, v in learn.model.state_dict().items(): assert torch.equal(fresh.model.state_dict()[k], v)
+    (tmp_path/'old.json').write_text(json.dumps(json.loads((tmp_path/'old.json').read_text()) | {'id': 'x'}))
+    with pytest.raises(CheckpointError, match='come from different saves'): read_checkpoint(tmp_path/'old')
+    (tmp_path/'old.json').unlink()
+    with pytest.raises(CheckpointError, match='old.json, is missing'): read_checkpoint(tmp_path/'old')
+    # a new save over a version-1 checkpoint replaces both files by one
+    write_v1(learn, tmp_path/'old')
+    learn.save(tmp_path/'old')
+    assert not (tmp_path/'old.json').exists() and read_checkpoint(tmp_path/'old')['version'] == 2
+
+
+def test_keep_and_fallback(ckpt):
     path, learn = ckpt
-    old = snapshot(path)
-    learn.fit(1)
-    learn.save(path)
-    ckpt_paths(path)[1].write_bytes(old[1])    # an old json next to a new safetensors
-    with pytest.raises(CheckpointError, match='come from different saves'): read_checkpoint(path)
+    first = read_checkpoint(path)['id']
+    learn.fit(1); learn.save(path, epoch=2, keep=3)
+    learn.fit(1); learn.save(path, epoch=3, keep=3)
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == ['ck.1.safetensors', 'ck.2.safetensors', 'ck.safetensors'], names
+    assert read_checkpoint(path.with_name('ck.2'))['id'] == first
+    assert [read_checkpoint(ckpt_path(path, i))['epoch'] for i in range(3)] == [3, 2, 1]
+    ckpt_path(path).write_bytes(ckpt_path(path).read_bytes()[:-3])              # the newest is damaged
+    with pytest.warns(UserWarning, match=r'ck.safetensors could not be read .*Loaded the previous checkpoint, ck.1.safetensors \(epoch 2\)'):
+        assert read_checkpoint(path)['epoch'] == 2
+    ckpt_path(path, 1).write_bytes(b'junk')                                      # and the one before too
+    with pytest.warns(UserWarning, match='ck.2.safetensors'): assert read_checkpoint(path)['epoch'] == 1
+    with pytest.raises(CheckpointError, match='truncated'): read_checkpoint(path, fallback=False)
+    learn.save(path, keep=1)
+    assert sorted(p.name for p in path.parent.iterdir()) == ['ck.safetensors']
+    with pytest.raises(ValueError, match='keep >= 1'): learn.save(path, keep=0)
 
 
 class Boom(KeyboardInterrupt): pass
 
-def test_interrupted_json_write_keeps_previous(ckpt, monkeypatch):
+def test_interrupted_write_keeps_previous(ckpt, monkeypatch):
     path, learn = ckpt
-    before = snapshot(path)
+    before = ckpt_path(path).read_bytes()
     learn.fit(1)
-    def half_dump(obj, f, **kw):
-        f.write(json.dumps(obj)[:100])
-        raise Boom()
-    monkeypatch.setattr(json, 'dump', half_dump)
-    with pytest.raises(Boom): learn.save(path)
-    monkeypatch.undo()
-    assert snapshot(path) == before
-    assert sorted(p.name for p in path.parent.iterdir()) == ['ck.json', 'ck.safetensors']   # no temp files left
-    assert read_checkpoint(path)['epoch'] == 1
-
-
-def test_interrupted_safetensors_write_keeps_previous(ckpt, monkeypatch):
-    path, learn = ckpt
-    before = snapshot(path)
-    learn.fit(1)
-    real_fsync = os.fsync
-    def fsync(fd):   # the safetensors part is complete in its temp file, then the process is interrupted
-        raise Boom()
+    def fsync(fd): raise Boom()   # the new file is complete in its temp file, then the process is interrupted
     monkeypatch.setattr(os, 'fsync', fsync)
     with pytest.raises(Boom): learn.save(path)
-    monkeypatch.setattr(os, 'fsync', real_fsync)
-    assert snapshot(path) == before
-    assert sorted(p.name for p in path.parent.iterdir()) == ['ck.json', 'ck.safetensors']
-    fresh = learner()
-    assert fresh.load(path)['epoch'] == 1
+    monkeypatch.undo()
+    assert ckpt_path(path).read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ['ck.safetensors']   # no temp files left
+    assert learner().load(path)['epoch'] == 1
 
 
 def test_checkpoint_cb_on_keyboard_interrupt(tmp_path):
@@ -184,4 +204,4 @@ def test_checkpoint_cb_every_and_train_only(tmp_path):
     cb = CheckpointCB(tmp_path/'run', every=2)
     learner(cbs=[cb]).fit(5, valid=False)
     assert cb.saved == [1, 3, 4]             # every 2 epochs, and the last one
-    assert not ckpt_paths(tmp_path/'run_interrupted')[0].exists()
+    assert not ckpt_path(tmp_path/'run_interrupted').exists()

@@ -1,11 +1,12 @@
 "Bad inputs and the source-resolution order of `miniai.datasets`; nothing here touches the network."
-import gzip, io, os, shutil
+import gzip, io, os, shutil, socket, time
 from pathlib import Path
 import numpy as np, pytest, torch
 import miniai.datasets as mds
 from miniai.datasets import FASHION_FILES, DataError, fashion_mnist_dir, read_idx, load_fashion_mnist
 
 SRC = mds.DEBIAN_FASHION
+REAL_ONLINE = mds.online
 needs_data = pytest.mark.skipif(not (SRC/'t10k-labels-idx1-ubyte.gz').exists(), reason='apt-get install dataset-fashion-mnist')
 
 @pytest.fixture
@@ -17,6 +18,7 @@ def isolated(tmp_path, monkeypatch):
     def no_net(*a, **k): raise OSError('network unreachable (test)')
     monkeypatch.setattr(mds.urllib.request, 'urlopen', no_net)
     monkeypatch.setattr(mds.datasets, 'load_dataset', no_net)
+    monkeypatch.setattr(mds, 'online', lambda *a, **k: False)
     return tmp_path
 
 def copy_files(dest):
@@ -63,6 +65,27 @@ def test_wrong_shape(isolated, tmp_path):
     f = tmp_path/'x.gz'
     with gzip.open(f, 'wb') as g: g.write(gzip.decompress((SRC/'t10k-labels-idx1-ubyte.gz').read_bytes()))
     with pytest.raises(DataError, match='expected'): read_idx(f, (60000,))
+
+def test_offline_fails_fast(isolated, monkeypatch):
+    "No network: one connection attempt per server, no retries, the clear error at once."
+    tries = []
+    def refused(addr, timeout=None, **kw):
+        tries.append((addr, timeout)); raise OSError('network unreachable (test)')
+    monkeypatch.setattr(mds, 'online', REAL_ONLINE)
+    monkeypatch.setattr(socket, 'create_connection', refused)
+    t = time.perf_counter()
+    with pytest.raises(DataError, match='apt-get install'): load_fashion_mnist()
+    assert time.perf_counter() - t < 2
+    assert [a[0] for a, _ in tries] == ['fashion-mnist.s3-website.eu-central-1.amazonaws.com', 'huggingface.co']
+    assert all(to <= 3 for _, to in tries)
+    tries.clear()
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')           # the hub is not even tried
+    with pytest.raises(DataError): load_fashion_mnist()
+    assert [a[0] for a, _ in tries] == ['fashion-mnist.s3-website.eu-central-1.amazonaws.com']
+
+def test_missing_idx_file(tmp_path):
+    with pytest.raises(DataError, match='nope.gz does not exist'): read_idx(tmp_path/'nope.gz')
+    with pytest.raises(DataError, match=r'does not exist \(it is a folder\)'): read_idx(tmp_path)
 
 def test_not_idx(tmp_path):
     f = tmp_path/'notes.gz'
