@@ -102,8 +102,7 @@ def train_feature_net(epochs:int=5, n_train:int=None, n_valid:int=None, nfs=(32,
     dls = diffusion_dls(bs, n_train=n_train, n_valid=n_valid, seed=seed)
     model = FeatureNet(nfs=nfs)
     one_cycle = BatchSchedCB(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=lr, total_steps=epochs * len(dls.train)))
-    metrics = MetricsCB(accuracy=MulticlassAccuracy())
-    if not progress: metrics._log = lambda d: None
+    metrics = MetricsCB(accuracy=MulticlassAccuracy(), log=progress)
     learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, opt_func=partial(torch.optim.AdamW, weight_decay=1e-2),
                          cbs=[DeviceCB(device), one_cycle, metrics] + ([ProgressCB()] if progress else []))
     learn.fit(epochs)
