@@ -290,7 +290,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     sizes = dict(bs=256, n_train_tiny=None, n_train_cnn=12800, n_valid=2560, repeats=3, unet='small', train_bs=32,
-                 train_steps=10, n_samples=256, steps=20, sample_repeats=2, data_repeats=3, hf_items=10000, rss_batches=20)
+                 train_steps=10, n_samples=256, steps=20, sample_repeats=2, data_repeats=3, hf_items=10000, rss_batches=3)
     if a.quick: sizes.update(n_train_tiny=2560, n_train_cnn=1024, n_valid=512, repeats=1, train_steps=2, n_samples=16,
                              steps=5, sample_repeats=1, data_repeats=1, hf_items=1024, rss_batches=3)
     for k, v in sizes.items(): setattr(a, k, v)

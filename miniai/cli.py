@@ -162,6 +162,8 @@ def train(kind:str, out=None, epochs:int=None, resume:bool=False, minutes:float=
             raise CLIError(f'{out} holds a {run["kind"]} run, not {kind}: resume it with `miniai train {run["kind"]} '
                            f'--resume --out {out}`, or choose another --out.')
         if epochs is not None: run['epochs'] = epochs
+        if ignored := [k for k, v in settings.items() if v is not None and v != run.get(k)]:
+            print(f'note: resuming keeps the run\'s own settings; ignoring {", ".join("--" + k for k in ignored)}', flush=True)
     else:
         if existing is not None:
             raise CLIError(f'{out} already holds a checkpoint ({existing.name}): continue it with --resume, '
