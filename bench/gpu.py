@@ -20,6 +20,8 @@ one H100/H200.
     python bench/gpu.py --cpu-smoke     # tiny sizes on the CPU (compile with the 'eager' backend): seconds
 """
 from __future__ import annotations
+import warnings
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)   # torcheval, at import
 import argparse, time, os
 from functools import partial
 import torch

@@ -27,6 +27,8 @@ environment (nbdev 2 pins fastcore < 1.13, fastai needs newer), so run it where 
     python bench/peers.py --memory                 # peak RSS of training and sampling
 """
 from __future__ import annotations
+import warnings
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)   # torcheval, at import
 import argparse, contextlib, io, os, resource, statistics, subprocess, sys, time
 from functools import partial
 from pathlib import Path
