@@ -303,7 +303,9 @@ def main():
     sections = {'learner': bench_learner, 'train': bench_diffusion_training, 'sample': bench_sampling, 'data': bench_data}
     for s in a.only.split(','):
         t = time.perf_counter()
-        rows += sections[s](a)
+        new = sections[s](a)
+        for r in new: print('  ' + ' | '.join(r), flush=True)   # as they come, in case a long run is cut short
+        rows += new
         print(f'[{s}: {time.perf_counter()-t:.0f}s]', flush=True)
     print('\n| what | time or speed | detail | ratio |\n|---|---|---|---|')
     for r in rows: print('| ' + ' | '.join(r) + ' |')
