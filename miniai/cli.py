@@ -29,8 +29,8 @@ from .fid import fid_classifier, ImageEval, diffusion_dls
 __all__ = ['KINDS', 'LATER', 'UNET_SIZES', 'RESNET_SIZES', 'T_DDPM', 'SIGMA_DATA', 'CKPT', 'CKPT_STOPPED', 'IMG_EXTS', 'CLIError',
            'run_defaults', 'check_kind', 'build_model', 'run_dls', 'ddpm_abar', 'RunInfoCB', 'TimeLimitCB',
            'find_checkpoint', 'read_run', 'load_model', 'make_learner', 'train', 'denoiser_for', 'sampling_sigmas',
-           'check_sampler', 'sample_images', 'image_grid', 'save_png', 'save_images', 'read_images', 'real_images',
-           'fid_report', 'fid_line', 'demo_run', 'demo', 'parser', 'main', 'demo_main']
+           'check_sampler', 'clipped', 'sample_images', 'image_grid', 'save_png', 'save_images', 'read_images',
+           'real_images', 'fid_report', 'fid_line', 'demo_run', 'demo', 'parser', 'main', 'demo_main']
 
 # %% ../nbs/98_cli.ipynb #06c1a9e0
 class CLIError(Exception):
@@ -205,11 +205,17 @@ def check_sampler(name:str) -> str:
     except ValueError: raise CLIError(f'unknown --sampler {name!r}: choose one of {", ".join(SAMPLERS)}.') from None
     return name.lower().removeprefix('sample_')
 
-def sample_images(path, n:int=64, sampler:str='dpmpp_2m', steps:int=20, seed:int=0, bs:int=256, device=None) -> torch.Tensor:
+def clipped(den):
+    "The denoiser `den` with its estimate of the clean image clipped to the data's range, [-1, 1]."
+    return lambda x, sigma: den(x, sigma).clamp(-1, 1)
+
+def sample_images(path, n:int=64, sampler:str='dpmpp_2m', steps:int=20, seed:int=0, bs:int=256, device=None,
+                  clip:bool=True) -> torch.Tensor:    # clip each step's clean-image estimate to [-1, 1]
     "`n` images (N,1,32,32) in [-1, 1] from the diffusion model at `path`, sampled with `sampler` in `steps` steps."
     sampler = check_sampler(sampler)
     model, run = load_model(path, need=('ddpm', 'edm'), device=device)
     den = denoiser_for(model, run)
+    if clip: den = clipped(den)
     sigmas = sampling_sigmas(den, sampler, steps)
     g = torch.Generator().manual_seed(seed)
     return torch.cat([generate(den, sampler, min(bs, n - i), sigmas, generator=g, device=device) for i in range(0, n, bs)])
@@ -339,7 +345,7 @@ def _cmd_train(a):
 
 def _cmd_sample(a):
     t = time.perf_counter()
-    x = sample_images(a.model, a.n, a.sampler, a.steps, a.seed, device=a.device)
+    x = sample_images(a.model, a.n, a.sampler, a.steps, a.seed, device=a.device, clip=not a.no_clip)
     save_png(image_grid(x, a.ncols), a.out, a.scale)
     if a.images: save_images(x, a.images)
     print(f'{a.n} samples ({check_sampler(a.sampler)}, {a.steps} steps) in {time.perf_counter()-t:.0f}s written to {a.out}'
@@ -382,6 +388,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument('--images', help='also write each sample as a PNG into this folder')
     s.add_argument('--ncols', type=int, default=8, help='images per row of the grid')
     s.add_argument('--scale', type=int, default=1, help='enlarge the grid by this factor')
+    s.add_argument('--no_clip', action='store_true', help="do not clip each step's clean-image estimate to [-1, 1]")
     f = add('fid', _cmd_fid, 'FID and KID of a model (or a folder of images) against the test set, and the real-data floor')
     f.add_argument('--model', required=True, help='a run folder or checkpoint written by `miniai train`, or a folder of images')
     f.add_argument('--n_ref', type=int, default=by_mode(2000, 128), help='real test images to compare with')
