@@ -22,13 +22,9 @@ def run_epoch(dl, limit_items=None):
         if limit_items and n >= limit_items: break
     return n / (time.perf_counter() - t)
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument('--bs', type=int, default=256)
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--hf_items', type=int, default=20000, help='items to time on the (slow) HF path')
-    a = p.parse_args()
-    torch.set_num_threads(1)   # all three single-threaded: a fair comparison on a shared machine
+def measure(bs:int=256, repeats:int=3, hf_items:int=20000, verbose:bool=True) -> dict:
+    "Median images/s of the three ways, interleaved `repeats` times: {'fast': ..., 'hf': ..., 'limit': ...}."
+    a = argparse.Namespace(bs=bs, repeats=repeats, hf_items=hf_items)
     set_seed(0)
     x, y = (torch.from_numpy(o.copy()) for o in fashion_mnist_arrays()['train'])
     xf = to_float(x)                                            # the limit: already float and normalised
@@ -47,7 +43,18 @@ def main():
     for r in range(a.repeats):                                  # interleaved, so noise hits all three alike
         for k, f in (('fast', fast), ('hf', hf), ('limit', limit)): res[k].append(f())
     med = {k: statistics.median(v) for k, v in res.items()}
-    for k in ('fast', 'hf', 'limit'): print(f'{k:6s} {med[k]:>12,.0f} images/s   (runs: {", ".join(f"{v:,.0f}" for v in res[k])})')
+    if verbose:
+        for k in ('fast', 'hf', 'limit'): print(f'{k:6s} {med[k]:>12,.0f} images/s   (runs: {", ".join(f"{v:,.0f}" for v in res[k])})')
+    return med
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--bs', type=int, default=256)
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--hf_items', type=int, default=20000, help='items to time on the (slow) HF path')
+    a = p.parse_args()
+    torch.set_num_threads(1)   # all three single-threaded: a fair comparison on a shared machine
+    med = measure(a.bs, a.repeats, a.hf_items)
     print(f'fast / hf    = {med["fast"]/med["hf"]:.1f}x   (target >= 20x)')
     print(f'limit / fast = {med["limit"]/med["fast"]:.2f}x  (target <= 1.5x)')
 
