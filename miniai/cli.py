@@ -17,7 +17,7 @@ from .core import set_seed, def_device, by_mode, cache_dir, atomic_write
 from .datasets import DataLoaders, DataError, fashion_mnist_arrays, to_float
 from .learner import Callback, CancelFitException, TrainLearner, DeviceCB, MetricsCB, ProgressCB
 from .optim import BatchSchedCB
-from .accel import CheckpointCB, CheckpointError, read_checkpoint, load_checkpoint, ckpt_paths
+from .accel import CheckpointCB, CheckpointError, read_checkpoint, load_checkpoint, ckpt_path
 from .resnet import resnet
 from .schedules import linear_betas, alphas_cumprod, noisify, noisify_edm, get_sigmas_karras
 from .samplers import EpsDenoiser, EDMDenoiser, SAMPLERS, get_sampler
@@ -104,10 +104,10 @@ def find_checkpoint(path) -> Path|None:
     "The newest checkpoint of a run: `path` itself, or in folder `path` the newer of `checkpoint` and `checkpoint_interrupted`."
     p = Path(path)
     if p.is_dir():
-        found = [q for q in (p/CKPT, p/CKPT_STOPPED) if ckpt_paths(q)[1].is_file()]
-        return max(found, key=lambda q: ckpt_paths(q)[1].stat().st_mtime_ns) if found else None
-    st, js = ckpt_paths(p)
-    return st.with_suffix('') if (st.is_file() or js.is_file()) else None
+        found = [q for q in (p/CKPT, p/CKPT_STOPPED) if ckpt_path(q).is_file()]
+        return max(found, key=lambda q: ckpt_path(q).stat().st_mtime_ns) if found else None
+    f = ckpt_path(p)
+    return f.with_suffix('') if f.is_file() else None
 
 def read_run(path, need=None) -> tuple[dict, dict, Path]:
     "Read the newest checkpoint at `path`: returns (run settings, checkpoint, its path); `need`: kinds accepted."
@@ -306,7 +306,7 @@ def demo(out=None,               # the run folder (default: the cache, so a seco
     out = Path(out) if out else cache_dir('runs', 'demo_ddpm' + ('_quick' if by_mode(False, True) else ''))
     if retrain and out.exists():
         for q in (CKPT, CKPT_STOPPED):
-            for f in ckpt_paths(out/q): f.unlink(missing_ok=True)
+            for f in [*out.glob(f'{q}.safetensors'), *out.glob(f'{q}.*.safetensors')]: f.unlink(missing_ok=True)
     ck = find_checkpoint(out) if out.exists() else None
     if ck is None: train(out=out, minutes=minutes, data=data, device=device, **demo_run())
     else:

@@ -6,7 +6,7 @@ from torch import nn
 import torch.nn.functional as F
 from miniai.core import set_seed
 from miniai.learner import Learner, TrainCB, synth_dls, CancelFitException, Callback
-from miniai.accel import CheckpointCB, ckpt_paths, load_checkpoint, read_checkpoint
+from miniai.accel import CheckpointCB, load_checkpoint, read_checkpoint
 from miniai.ema import ema_warmup, ema_model, EMACB
 
 
