@@ -257,7 +257,8 @@ class TensorLoader:
         return xb, (yb if self.device is None else to_device(yb, self.device))
 
     def __iter__(self):
-        idx = self.sampler.indices(); self.sampler.epoch += 1
+        idx = self.sampler.indices().to(self.x.device)   # one copy per epoch: data on a GPU is indexed there
+        self.sampler.epoch += 1
         for i in range(len(self)): yield self._batch(idx[i*self.batch_size:(i+1)*self.batch_size])
 
     @property
