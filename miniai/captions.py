@@ -29,7 +29,7 @@ __all__ = ['FASHION_WORDS', 'FASHION_ATTRS', 'FASHION_TEMPLATES', 'SHAPES', 'COL
            'check_attrs', 'render_shapes', 'shapes_caption', 'shapes_captions', 'make_shapes', 'parse_caption',
            'encode_attrs', 'shapes_from_captions', 'shapes_features', 'load_shapes', 'rgb_tfm', 'attr_matrix',
            'shapes_dls', 'split_logits', 'judge_loss', 'ShapesJudge', 'judge_accuracy', 'train_judge', 'save_judge',
-           'judge_path', 'load_judge', 'judge_captions']
+           'judge_path', 'load_judge', 'judge_captions', 'judge']
 
 # %% ../nbs/30_captions.ipynb #5a2128da
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)   # 2**64 / golden ratio: the splitmix64 increment
@@ -524,3 +524,9 @@ def judge_captions(images, captions:list, model:ShapesJudge|None=None) -> dict:
         if stated.any(): res[k] = ok[stated].float().mean().item()
     res['all'] = all_ok.float().mean().item()
     return res
+
+# %% ../nbs/30_captions.ipynb #a1b2c3d4
+def judge(images, model:ShapesJudge|None=None) -> dict:
+    "The attribute values the judge (default: `load_judge()`) sees in `images`, by name: `{attribute: [name, ...]}`."
+    pred = (model or load_judge()).predict(images)
+    return {k: [SHAPES_ATTRS[k][j] for j in v.tolist()] for k, v in pred.items()}

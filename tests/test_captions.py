@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save
 from miniai.captions import (make_shapes, load_shapes, parse_caption, check_attrs, shapes_attrs, encode_attrs, item_uniforms,
-                             shapes_from_captions, ShapesJudge, save_judge, load_judge, judge_captions, SHAPES_ATTRS)
+                             shapes_from_captions, ShapesJudge, save_judge, load_judge, judge_captions, judge, SHAPES_ATTRS)
 
 def test_items_fixed_by_seed_and_index():
     a, b = make_shapes(30), make_shapes(5, start=20)
@@ -77,6 +77,8 @@ def test_judge_checks(tmp_path):
     j = load_judge(p, device='cpu')
     assert j.accuracy == {'all': 0.5}
     x = make_shapes(4)['image']
+    seen = judge(x, j)
+    assert set(seen) == set(SHAPES_ATTRS) and all(len(v) == 4 and set(v) <= set(SHAPES_ATTRS[k]) for k, v in seen.items())
     with pytest.raises(ValueError, match=r'\(N, 3, 32, 32\)'): j.predict(x[:, :2])
     with pytest.raises(ValueError, match=r'\[-1, 1\]'): j.predict(x.float())
     with pytest.raises(ValueError, match='one caption per image'): judge_captions(x, ['a small red circle on the left'], j)
