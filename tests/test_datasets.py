@@ -73,6 +73,7 @@ def test_offline_fails_fast(isolated, monkeypatch):
         tries.append((addr, timeout)); raise OSError('network unreachable (test)')
     monkeypatch.setattr(mds, 'online', REAL_ONLINE)
     monkeypatch.setattr(socket, 'create_connection', refused)
+    for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'): monkeypatch.delenv(v, raising=False)   # tools/test.sh sets them
     t = time.perf_counter()
     with pytest.raises(DataError, match='apt-get install'): load_fashion_mnist()
     assert time.perf_counter() - t < 2
