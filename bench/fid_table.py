@@ -21,6 +21,10 @@ What it does, in order:
    ideal model of that finite set, whose samples are copies of those images, so it should score near the floor.
 4. A markdown table (sampler x NFE -> FID / KID), the floor, and the best sampler at <= 20 NFE with FID/floor
    (target: within 1.5x); `--out PATH` writes all of it as JSON.
+EMA: training keeps an exponential moving average of the weights (miniai.ema's `EMACB`, decay `--ema_decay` with
+k-diffusion's warmup), saved next to the model as `<model>_ema.safetensors`. Both the trained weights and the EMA
+weights of that one run are scored, from the same noise, at every sampler and NFE: two tables, and both ratios
+to the floor. `--ema_decay 0` turns it off.
 
 Usage (from the repository root):
 
@@ -54,6 +58,7 @@ from miniai.schedules import linear_betas, alphas_cumprod, noisify, get_sigmas_k
 from miniai.samplers import EpsDenoiser
 from miniai.unet import UNet2D, UNetConfig, save_unet, load_unet
 from miniai.ddpm import diffusion_learner, generate
+from miniai.ema import EMACB
 from miniai.fid import fid_classifier, ImageEval, diffusion_dls
 
 T = 1000
@@ -101,18 +106,19 @@ class BudgetCB(Callback):
             print(f'  time budget of {self.max_s/60:g} min reached after {self.n} batches: stopping', flush=True)
             raise CancelFitException()
 
-def train_model(a, ab, device) -> tuple[UNet2D, dict]:
-    "Train an eps-prediction U-Net on Fashion-MNIST in [-1, 1]; returns it and a summary of the run."
+def train_model(a, ab, device) -> tuple[UNet2D, UNet2D|None, dict]:
+    "Train an eps-prediction U-Net on Fashion-MNIST in [-1, 1]; returns it, its EMA (None if `a.ema_decay` is 0) and a summary."
     set_seed(a.seed)
     dls = diffusion_dls(a.bs, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed)
     model = UNet2D(UNETS[a.unet])
     total = a.epochs * len(dls.train)
     budget = BudgetCB(a.lr, total, a.max_minutes)
+    ema_cb = EMACB(decay=a.ema_decay, warmup=True) if a.ema_decay else None
     print(f'training U-Net {a.unet!r} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device}: '
           f'up to {a.epochs} epoch(s) of {len(dls.train)} batches of {a.bs}'
           + (f', at most {a.max_minutes:g} min' if a.max_minutes else ''), flush=True)
     learn = diffusion_learner(model, dls, partial(noisify, alphas_cumprod=ab), lr=a.lr, seed=a.seed, device=device,
-                              cbs=[budget, ProgressCB()],
+                              cbs=[budget, ProgressCB()] + ([ema_cb] if ema_cb else []),
                               opt_func=partial(torch.optim.AdamW, weight_decay=1e-5))
     start = time.perf_counter()
     learn.fit(a.epochs)
@@ -123,7 +129,7 @@ def train_model(a, ab, device) -> tuple[UNet2D, dict]:
                 first_train_loss=round(budget.losses[0], 5))
     print(f'trained {info["batches"]} batches ({info["epochs"]} epochs) in {mins:.1f} min; '
           f'training loss {info["first_train_loss"]:.3f} -> {info["final_train_loss"]:.4f} (mean of the last 50)', flush=True)
-    return model.eval(), info
+    return model.eval(), (ema_cb.model.eval() if ema_cb else None), info
 
 class OracleEps:
     "The eps-model of the exact denoiser of a finite image set: what a perfectly trained model of that set predicts."
@@ -142,7 +148,10 @@ class OracleEps:
 
 def default_model_path(a) -> Path:
     lim = f'_m{a.max_minutes:g}' if a.max_minutes else ''
-    return cache_dir('models')/f'ddpm_fid_table_{a.unet}_bs{a.bs}_e{a.epochs}_n{a.n_train or "all"}{lim}_s{a.seed}.safetensors'
+    ema = f'_ema{a.ema_decay:g}' if a.ema_decay else ''
+    return cache_dir('models')/f'ddpm_fid_table_{a.unet}_bs{a.bs}_e{a.epochs}_n{a.n_train or "all"}{lim}{ema}_s{a.seed}.safetensors'
+
+def ema_path(path:Path) -> Path: return path.with_name(path.stem + '_ema.safetensors')
 
 # ------------------------------------------------------------------ evaluation
 def feature_net(kind:str, device):
@@ -174,7 +183,9 @@ def fmt_cell(r, budget, kid_scale=1e3):
     s = f'{r["fid"]:.2f} / {r["kid"] * kid_scale:.2f}'
     return s + (f' ({r["nfe"]})' if r['nfe'] != budget else '')
 
-def table(results, floor, nfes) -> str:
+def table(results, floor, nfes, key='') -> str:
+    "The sampler x NFE table of `fid{key}` / `kid{key}` (key '' for the trained weights, '_ema' for the EMA)."
+    results = [dict(r, fid=r['fid' + key], kid=r['kid' + key]) for r in results if 'fid' + key in r]
     rows = ['| sampler | ' + ' | '.join(f'NFE {n}' for n in nfes) + ' |', '|---|' + '---|' * len(nfes)]
     for s in dict.fromkeys(r['sampler'] for r in results if r['sampler'] != 'ddpm'):
         cells = []
@@ -211,6 +222,7 @@ def parse_args(argv=None):
     p.add_argument('--kid_subsets', type=int, default=100, help='random subsets averaged by KID')
     p.add_argument('--rho', type=float, default=7., help='rho of the Karras sigmas')
     p.add_argument('--spacing', default='trailing', help='timestep spacing for ddim/ddpm (see spaced_timesteps)')
+    p.add_argument('--ema_decay', type=float, default=0.999, help='EMA decay (with warmup) kept while training; 0: no EMA')
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (0: leave the default)')
     p.add_argument('--out', type=Path, help='write the results as JSON here')
@@ -252,7 +264,7 @@ def main(argv=None):
     # 2. the model
     ab = alphas_cumprod(linear_betas(T))
     path = a.model or default_model_path(a)
-    model = None
+    model = ema = None
     if a.oracle:
         data = next(iter(diffusion_dls(a.oracle, n_train=a.oracle, seed=a.seed + 2).train))[0]
         eps_model, train_info = OracleEps(data, ab, device), dict(oracle_images=len(data))
@@ -260,18 +272,22 @@ def main(argv=None):
     else:   # trained once and cached: a second run started meanwhile waits for this one's model (build_once)
         trained = {}
         def train(tmp):
-            m, info = train_model(a, ab, device)
+            m, e, info = train_model(a, ab, device)
+            if e is not None: save_unet(e, ema_path(path))     # first: the model file is what marks the build done
             save_unet(m, tmp)
-            trained.update(model=m, info=info | dict(saved_to=str(path)))
+            trained.update(model=m, ema=e, info=info | dict(saved_to=str(path)))
         build_once(path, train, valid=lambda p: p.exists() and not (a.retrain and not trained))
         if trained:
-            model, train_info = trained['model'], trained['info']
+            model, ema, train_info = trained['model'], trained['ema'], trained['info']
             print(f'saved the model to {path}', flush=True)
         else:
             model, train_info = load_unet(path, device), dict(loaded_from=str(path))
             print(f'loaded the model from {path} ({sum(p.numel() for p in model.parameters()):,} parameters)', flush=True)
+            if a.ema_decay and ema_path(path).exists(): ema = load_unet(ema_path(path), device)
+            elif a.ema_decay: print(f'no EMA weights at {ema_path(path)}: scoring the trained weights only', flush=True)
     if model is not None: eps_model = model.eval().to(device)
     den = EpsDenoiser(eps_model, ab)
+    den_ema = None if ema is None else EpsDenoiser(ema.eval().to(device), ab)
 
     # 3. every sampler at every budget
     runs = [(s, nfe) for s in a.samplers for nfe in a.nfes] + ([('ddpm', T)] if a.ddpm1000 else [])
@@ -280,27 +296,38 @@ def main(argv=None):
     for i, (s, budget) in enumerate(runs):
         st = time.perf_counter()
         steps, sigmas = plan(s, budget, den, a.rho, a.spacing)
-        ims, nfe = sample(den, s, sigmas, n, a.sample_bs, a.seed + 1, device, eta=0. if s == 'ddim' else None)
-        if not torch.isfinite(ims).all(): raise FloatingPointError(f'{s} at {steps} steps produced NaN/inf images.')
-        r = dict(sampler=s, budget=budget, steps=steps, nfe=nfe, fid=ie.fid(ims), kid=kid(ims),
-                 seconds=round(time.perf_counter() - st, 1))
-        r['fid_over_floor'] = r['fid'] / floor['fid']
+        r = dict(sampler=s, budget=budget, steps=steps)
+        for key, d in (('', den), ('_ema', den_ema)):    # the same noise (seed) for the trained and the EMA weights
+            if d is None: continue
+            ims, nfe = sample(d, s, sigmas, n, a.sample_bs, a.seed + 1, device, eta=0. if s == 'ddim' else None)
+            if not torch.isfinite(ims).all(): raise FloatingPointError(f'{s} at {steps} steps produced NaN/inf images{key and " (EMA)"}.')
+            r.update({'nfe': nfe, 'fid' + key: ie.fid(ims), 'kid' + key: kid(ims)})
+            r[f'fid{key}_over_floor'] = r['fid' + key] / floor['fid']
+        r['seconds'] = round(time.perf_counter() - st, 1)
         results.append(r)
+        ema_s = (f' | EMA: FID {r["fid_ema"]:8.3f} ({r["fid_ema_over_floor"]:5.2f}x floor)  KID {r["kid_ema"]:.5f}'
+                 if 'fid_ema' in r else '')
         print(f'[{i+1}/{len(runs)}] {s:>15} NFE {nfe:>4} ({steps:>4} steps): FID {r["fid"]:8.3f} ({r["fid_over_floor"]:5.2f}x floor)'
-              f'  KID {r["kid"]:.5f}  [{r["seconds"]:.0f}s, total {(time.perf_counter() - t0) / 60:.1f} min]', flush=True)
+              f'  KID {r["kid"]:.5f}{ema_s}  [{r["seconds"]:.0f}s, total {(time.perf_counter() - t0) / 60:.1f} min]', flush=True)
 
     # 4. the report
     what = f'the exact denoiser of {a.oracle} training images' if a.oracle else f'U-Net {a.unet}'
     print(f'\n## {what}: FID / KID x 1e3 against {n} real test images ({a.fid_net} feature net; lower is better)\n')
-    print(table(results, floor, a.nfes))
+    print('trained weights:\n' + table(results, floor, a.nfes))
+    if den_ema is not None: print(f'\nEMA weights (decay {a.ema_decay:g}, warmup), same training run and noise:\n' + table(results, floor, a.nfes, '_ema'))
     if any(r['sampler'] == 'heun' for r in results):
         print('\n\\* heun evaluates the model twice per step except on the last step (to sigma=0): a budget of N NFE gives '
               '(N+1)//2 steps. Numbers in brackets are the evaluations actually made where they differ from the column.')
-    best = min((r for r in results if r['nfe'] <= 20), key=lambda r: r['fid'], default=None)
-    if best:
-        ratio = best['fid'] / floor['fid']
-        print(f'\nbest at <= 20 NFE: {best["sampler"]} with {best["nfe"]} NFE, FID {best["fid"]:.3f} = {ratio:.2f}x the floor '
+    bests = {}
+    for key, name in (('', 'trained weights'), ('_ema', 'EMA weights')):
+        best = min((r for r in results if r['nfe'] <= 20 and 'fid' + key in r), key=lambda r: r['fid' + key], default=None)
+        if not best: continue
+        ratio = best['fid' + key] / floor['fid']
+        bests[key or '_trained'] = dict(sampler=best['sampler'], nfe=best['nfe'], fid=best['fid' + key], ratio=ratio)
+        print(f'\nbest at <= 20 NFE, {name}: {best["sampler"]} with {best["nfe"]} NFE, FID {best["fid" + key]:.3f} = {ratio:.2f}x the floor '
               f'{floor["fid"]:.3f} (target <= 1.5x: {"met" if ratio <= 1.5 else "not met"})')
+    best = next((r for r in results if bests.get('_trained') and r['sampler'] == bests['_trained']['sampler']
+                 and r['nfe'] == bests['_trained']['nfe']), None)
     total = time.perf_counter() - t0
     print(f'total wall time {total / 60:.1f} min')
     if a.out:
@@ -309,7 +336,8 @@ def main(argv=None):
                    unet_config=None if model is None else {k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__},
                    feature_dim=int(ie.ref.shape[1]), train=train_info, floor=floor, results=results,
                    best_le_20=(dict(best, ratio=best['fid'] / floor['fid']) if best else None),
-                   table=table(results, floor, a.nfes), wall_minutes=round(total / 60, 2))
+                   best_le_20_by_weights=bests, table=table(results, floor, a.nfes),
+                   table_ema=table(results, floor, a.nfes, '_ema') if den_ema is not None else None, wall_minutes=round(total / 60, 2))
         with atomic_write(a.out, 'w') as f: json.dump(rep, f, indent=1)
         print(f'wrote {a.out}')
     return results

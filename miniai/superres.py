@@ -4,14 +4,15 @@
 
 # %% ../nbs/26_superres.ipynb #8123e710
 from __future__ import annotations
-import math
+import copy, math
 import torch
 from torch import nn
 import torch.nn.functional as F
 from .learner import Callback, DeviceCB
 
 # %% auto #0
-__all__ = ['lowres', 'bicubic', 'LowResCB', 'psnr', 'gaussian_window', 'ssim', 'conv_block', 'SuperResUNet', 'PerceptualLoss']
+__all__ = ['lowres', 'bicubic', 'LowResCB', 'psnr', 'gaussian_window', 'ssim', 'conv_block', 'SuperResUNet', 'PerceptualLoss',
+           'pretrained_unet', 'freeze_encoder']
 
 # %% ../nbs/26_superres.ipynb #03679926
 def lowres(x:torch.Tensor, factor:int=2) -> torch.Tensor:
@@ -105,3 +106,23 @@ class PerceptualLoss(nn.Module):
     def features(self, x): return self.feats(F.pad(x, (self.pad,) * 4, value=self.pad_value))
     def forward(self, pred, target):
         return F.mse_loss(pred, target) + self.weight * F.mse_loss(self.features(pred), self.features(target))
+
+# %% ../nbs/26_superres.ipynb #a953404b
+def pretrained_unet(body:nn.Sequential,   # a classifier body with two conv-BN-act-conv-BN-act stages first (e.g. `FeatureNet.body`)
+                    in_ch:int=1) -> SuperResUNet:
+    "A `SuperResUNet` whose encoder stages `enc1`, `enc2` are copies of the first two stages (12 layers) of `body`."
+    if len(body) < 12 or not all(isinstance(body[i], nn.Conv2d) for i in (0, 3, 6, 9)):
+        raise ValueError('body must start with two stages of 6 layers (conv, BN, act, conv, BN, act), as FeatureNet.body does.')
+    c = body[0].out_channels
+    if body[0].in_channels != in_ch or body[6].out_channels != 2 * c or body[6].stride != (2, 2):
+        raise ValueError(f'the body does not fit a SuperResUNet({c}, in_ch={in_ch}): it needs {in_ch} input channels, '
+                         f'then c, then 2c channels at stride 2; got {body[0].in_channels}, {c}, {body[6].out_channels} (stride {body[6].stride}).')
+    model = SuperResUNet(c, in_ch)
+    model.enc1, model.enc2 = copy.deepcopy(body[:6]), copy.deepcopy(body[6:12])
+    return model
+
+def freeze_encoder(model:SuperResUNet, frozen:bool=True) -> SuperResUNet:
+    "Freeze (or unfreeze) the parameters of the encoder stages `enc1` and `enc2`."
+    for m in (model.enc1, model.enc2): m.requires_grad_(not frozen)
+    return model
+
