@@ -251,7 +251,7 @@ def griffin_lim(mag:torch.Tensor,          # linear magnitudes (…, N_FFT//2+1,
 # %% ../nbs/50_audio.ipynb #04b3d826
 def spec_to_audio(images:torch.Tensor,        # (N, 1, N_MELS, frames) or (N, N_MELS, frames) in [-1, 1]
                   n_iter:int=32,              # Griffin-Lim rounds
-                  method:str='pinv',          # mel -> linear inversion, see `mel_to_linear`
+                  method:str='nnls',          # mel -> linear inversion, see `mel_to_linear`
                   generator:torch.Generator|None=None):
     "Clips (N, SR) at `SR` from spectrogram images made by `audio_to_image`."
     if images.ndim == 4:
