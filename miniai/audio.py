@@ -310,6 +310,7 @@ def estimate_pitch(audio,              # (T,) or (N, T) clips
         peaks = [j for j in range(1, len(rr) - 1) if rr[j] >= rr[j - 1] and rr[j] >= rr[j + 1]]
         if not peaks: out.append(float('nan')); continue
         top = max(rr[j] for j in peaks)
+        if top < 0.1: out.append(float('nan')); continue                    # no repetition: not a note
         j = next(j for j in peaks if rr[j] >= 0.9 * top)                   # the shortest lag near the top
         a_, b_, c_ = rr[j - 1].item(), rr[j].item(), rr[j + 1].item()
         den = a_ - 2 * b_ + c_
