@@ -263,7 +263,7 @@ def spec_to_audio(images:torch.Tensor,        # (N, 1, N_MELS, frames) or (N, N_
     mel = torch.where(mel <= MEL_FLOOR * 1.0001, torch.zeros_like(mel), mel)   # the floor was silence
     return griffin_lim(mel_to_linear(mel, method), n_iter, generator=generator).clamp(-1, 1)
 
-# %% ../nbs/50_audio.ipynb #25ea7b56
+# %% ../nbs/50_audio.ipynb #f792d3e4
 def write_wav(path,           # the .wav file to write (replaced atomically)
               audio,          # a mono clip (T,), floats in [-1, 1] (clipped to that range)
               sr:int=SR):     # its sample rate
@@ -287,7 +287,7 @@ def read_wav(path) -> tuple:
         sr, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype='<i2')
     return torch.from_numpy(pcm.astype(np.float32) / 32767), sr
 
-# %% ../nbs/50_audio.ipynb #29b9e658
+# %% ../nbs/50_audio.ipynb #9e7355f0
 def estimate_pitch(audio,              # (T,) or (N, T) clips
                    sr:int,             # their sample rate: must be `SR`
                    pitches=PITCHES,    # the search covers these notes plus two semitones each way
@@ -323,7 +323,7 @@ def pitch_hits(est, target, tol:float=1.) -> torch.Tensor:
     err = (torch.as_tensor(est, dtype=torch.float64) - torch.as_tensor(target, dtype=torch.float64)).abs()
     return err.nan_to_num(float('inf')) <= tol
 
-# %% ../nbs/50_audio.ipynb #b7c1333e
+# %% ../nbs/50_audio.ipynb #55304680
 def pitch_to_class(pitch, pitches=PITCHES) -> torch.Tensor:
     "The class index (position in `pitches`) of MIDI note(s) `pitch`; refuses notes outside `pitches`."
     p = check_pitch(pitch, pitches)

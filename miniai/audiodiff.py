@@ -45,7 +45,7 @@ def audio_unet_config(n_classes:int,         # the number of pitches
     if size == 'small': return UNetConfig(nfs=(8, 16, 32), n_layers=1, attn_res=(), n_heads=2, n_classes=n_classes)
     raise ValueError(f"size must be 'full' or 'small', got {size!r}.")
 
-# %% ../nbs/51_audiodiff.ipynb #7bb5d2f0
+# %% ../nbs/51_audiodiff.ipynb #9b2afee0
 def sample_notes(net,                       # a class-conditional U-Net trained with `noisify_edm` on spectrogram images
                  pitch,                     # the MIDI note of each clip to make (ints), one per sample
                  pitches,                   # the model's notes: class i is pitches[i]
@@ -66,7 +66,7 @@ def sample_notes(net,                       # a class-conditional U-Net trained 
     return generate(CFGDenoiser(den, c.to(device), scale), sampler, len(c), sigmas, shape=(1, N_MELS, frames),
                     generator=generator, device=device)
 
-# %% ../nbs/51_audiodiff.ipynb #d03f3b95
+# %% ../nbs/51_audiodiff.ipynb #c40d8a6a
 def save_clips(audio,              # (N, T) clips at `SR`
                folder,             # where to write them
                names=None):        # file names without '.wav' (default: clip_000, clip_001, ...)
@@ -77,7 +77,7 @@ def save_clips(audio,              # (N, T) clips at `SR`
     if len(names) != len(audio): raise ValueError(f'{len(names)} names for {len(audio)} clips.')
     return [write_wav(Path(folder)/f'{n}.wav', a, SR) for n, a in zip(names, audio)]
 
-# %% ../nbs/51_audiodiff.ipynb #d5500748
+# %% ../nbs/51_audiodiff.ipynb #185da691
 def chance_share(pitches, tol:float=1.) -> float:
     "The probability that two notes drawn uniformly from `pitches` lie within `tol` semitones: the pitch score of a generator that ignores the request."
     p = torch.as_tensor(list(pitches), dtype=torch.float64)
