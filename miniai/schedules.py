@@ -67,14 +67,15 @@ def noise_like(x:torch.Tensor, generator:torch.Generator|None=None) -> torch.Ten
 # %% ../nbs/16_schedules.ipynb #52035929
 def noisify(x0:torch.Tensor,              # clean images in [-1, 1], (B, ...)
             alphas_cumprod:torch.Tensor|None=None,  # alpha-bar table, (T,); required
-            generator:torch.Generator|None=None  # for reproducible t and noise
+            generator:torch.Generator|None=None,  # for reproducible t and noise
+            check:bool=True                   # check that x0 is in [-1, 1] (False for latents, which are not)
            ):
     "DDPM training pair (Ho et al. 2020, Algorithm 1): `((x_t, t), eps)` with t ~ U{0..T-1} per image."
     if alphas_cumprod is None:
         raise TypeError('noisify(x0, alphas_cumprod) needs the alpha-bar table of a discrete schedule, e.g. '
                         'alphas_cumprod(linear_betas()). The course\'s one-argument noisify(x0) (its miniai.diffusion, '
                         'continuous cosine schedule) is noisify_cos(x0) in miniai.')
-    check_images(x0)
+    if check: check_images(x0)
     ab_all = torch.as_tensor(alphas_cumprod)
     dev = generator.device if generator is not None else x0.device
     t = torch.randint(0, len(ab_all), (x0.shape[0],), generator=generator, device=dev).to(x0.device)
@@ -146,10 +147,11 @@ def edm_noise_dist(n:int,                  # how many noise levels to draw
 
 def noisify_edm(x0:torch.Tensor,                      # clean images in [-1, 1], (B, ...)
                 sigma_data:float=0.5,                 # std of the data
-                generator:torch.Generator|None=None   # for reproducible sigma and noise
+                generator:torch.Generator|None=None,  # for reproducible sigma and noise
+                check:bool=True                       # check that x0 is in [-1, 1] (False for latents, which are not)
                ):
     "EDM training pair: `((c_in*x, c_noise(sigma)), target)`; train F so F(c_in*x, c_noise) ~ target, unweighted."
-    check_images(x0)
+    if check: check_images(x0)
     sigma = edm_noise_dist(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
     n = noise_like(x0, generator)
     sig = sigma.reshape(-1, *[1] * (x0.ndim - 1))
