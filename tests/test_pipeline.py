@@ -110,7 +110,7 @@ def test_non_finite_guidance_scale(pipe, images, scale):
         with pytest.raises(ValueError, match='guidance scale must be a finite number'): call()
 
 def test_other_bad_inputs(pipe):
-    with pytest.raises(ValueError, match='steps must be >= 1'): pipe(PROMPT, steps=0)
+    with pytest.raises(ValueError, match='steps must be an integer >= 1'): pipe(PROMPT, steps=0)
     with pytest.raises(ValueError, match='latents must be'): pipe(PROMPT, latents=torch.randn(1, 4, 16, 16))
     with pytest.raises(ValueError, match='negative prompts'): pipe([PROMPT] * 2, negative_prompt=['x'] * 3)
 
@@ -145,24 +145,19 @@ def test_every_sampler_runs(pipe, images, sampler):
     assert torch.isfinite(b).all() and torch.isfinite(c).all()
     torch.testing.assert_close(c[..., :16], pipe.check_images(images)[..., :16], rtol=0, atol=0)   # unmasked pixels kept exactly
 
-# --- gaps in nbs/36 (miniai/pipeline.py), which this file does not own: strict xfails, so that they show in every
-# run and fail loudly (XPASS) once 36 is fixed, when the marker should be removed.
+# --- checks that 36 added after these tests found the gaps: edits validate every argument, NaN is refused
 
-@pytest.mark.xfail(strict=True, reason='36: img2img returns the round trip at strength 0 before checking sampler, guidance and steps')
 @pytest.mark.parametrize('kw', [dict(sampler='plms'), dict(guidance_scale=float('inf')), dict(steps=0)])
 def test_img2img_strength0_still_checks(pipe, images, kw):
     with pytest.raises(ValueError): pipe.img2img(images, [PROMPT] * 2, 0., **kw)
 
-@pytest.mark.xfail(strict=True, reason='36: img2img and inpaint do not check steps >= 1 themselves')
 def test_steps_checked_by_edits(pipe, images):
     for call in (lambda: pipe.img2img(images, [PROMPT] * 2, 0.5, steps=0), lambda: pipe.inpaint(images, torch.ones(32, 32), [PROMPT] * 2, steps=0)):
-        with pytest.raises(ValueError, match='steps must be >= 1'): call()
+        with pytest.raises(ValueError, match='steps must be an integer >= 1'): call()
 
-@pytest.mark.xfail(strict=True, reason='36: a mask batch that matches neither 1 nor the prompts fails with a raw broadcasting error')
 def test_mask_batch_mismatch(pipe, images):
     with pytest.raises(ValueError, match='mask'): pipe.inpaint(images, torch.ones(3, 1, 32, 32), [PROMPT] * 2, steps=2)
 
-@pytest.mark.xfail(strict=True, reason='36: check_images and inpaint let NaN through (min/max comparisons are False for NaN)')
 def test_non_finite_image_and_mask(pipe, images):
     x = pipe.check_images(images).clone(); x[0, 0, 0, 0] = float('nan')
     with pytest.raises(ValueError): pipe.check_images(x)
