@@ -36,32 +36,8 @@ def unet_forward_with_residuals(unet:UNet2D,      # the frozen U-Net
                                 down_res:list|None=None,  # one tensor per skip, added to it (None: nothing added)
                                 mid_res=None):            # added to the middle block's output (None: nothing added)
     "`unet(x, t, c, context, context_mask)` with `down_res[i]` added to the i-th skip and `mid_res` to the middle output."
-    n_skips = len(unet.cfg.nfs) * unet.cfg.n_layers
-    if down_res is not None and len(down_res) != n_skips:
-        raise ValueError(f'down_res must hold one tensor per skip of the U-Net ({n_skips}), got {len(down_res)}.')
-    t = unet._check(x, t)
-    c = unet._classes(c, x)
-    ctx, mask = unet._context(context, context_mask, x.shape[0])
-    emb = unet.emb_mlp(timestep_embedding(t * unet.cfg.t_scale, unet.cfg.nfs[0]))   # (B, E)
-    if c is not None: emb = emb + unet.class_emb(c)
-    H, W = x.shape[-2:]
-    m = 2 ** (len(unet.cfg.nfs) - 1)
-    ph, pw = -H % m, -W % m
-    if ph or pw: x = F.pad(x, (0, pw, 0, ph), mode='replicate')
-    h, skips = unet.conv_in(x), []
-    for level in unet.downs:
-        for blk, att in zip(level.blocks, level.attns):
-            h = unet._attn(att, blk(h, emb), ctx, mask)
-            skips.append(h if down_res is None else h + down_res[len(skips)])   # the control enters the skip only
-        h = level.down(h)
-    h = unet.mid2(unet._attn(unet.mid_attn, unet.mid1(h, emb), ctx, mask), emb)
-    if mid_res is not None: h = h + mid_res
-    for level in unet.ups:
-        for blk, att in zip(level.blocks, level.attns):
-            h = unet._attn(att, blk(torch.cat([h, skips.pop()], dim=1), emb), ctx, mask)
-        h = level.up(h)
-    h = unet.conv_out(F.silu(unet.norm_out(h)))
-    return h[..., :H, :W]
+    return unet(x, t, c, context, context_mask, down_res=down_res, mid_res=mid_res)
+
 
 # %% ../nbs/49_controlnet.ipynb #6ca51c41
 def zero_conv(ni:int, nf:int, ks:int=1) -> nn.Conv2d:

@@ -236,10 +236,15 @@ class UNet2D(nn.Module):
                 t,            # noise level of each image, (B,) floats (or one number for all)
                 c=None,       # class of each image, (B,) ints (or one for all); None: "no class" (conditional models only)
                 context=None, # tokens to cross-attend to, (B, L, ctx_dim) (24_xattn); None: skip cross-attention
-                context_mask=None):  # (B, L) bools, True for real tokens, False for padding; None: all real
+                context_mask=None,   # (B, L) bools, True for real tokens, False for padding; None: all real
+                down_res=None,       # ControlNet (49): one tensor per skip, added to it; None: nothing added
+                mid_res=None):       # ControlNet: added to the middle block's output
         t = self._check(x, t)
         c = self._classes(c, x)
         ctx, mask = self._context(context, context_mask, x.shape[0])
+        n_skips = len(self.cfg.nfs) * self.cfg.n_layers
+        if down_res is not None and len(down_res) != n_skips:
+            raise ValueError(f'down_res must hold one tensor per skip of the U-Net ({n_skips}), got {len(down_res)}.')
         emb = self.emb_mlp(timestep_embedding(t * self.cfg.t_scale, self.cfg.nfs[0]))   # (B, E)
         if c is not None: emb = emb + self.class_emb(c)                # the class is added to the noise level
         H, W = x.shape[-2:]
@@ -249,9 +254,11 @@ class UNet2D(nn.Module):
         h, skips = self.conv_in(x), []                                 # (B, nfs[0], H', W')
         for level in self.downs:
             for blk, att in zip(level.blocks, level.attns):
-                h = self._attn(att, blk(h, emb), ctx, mask); skips.append(h)
+                h = self._attn(att, blk(h, emb), ctx, mask)
+                skips.append(h if down_res is None else h + down_res[len(skips)])   # a control enters the skip only
             h = level.down(h)                                          # level i+1: (B, nfs[i], H'/2**(i+1), ...)
         h = self.mid2(self._attn(self.mid_attn, self.mid1(h, emb), ctx, mask), emb)   # (B, nfs[-1], H'/m, W'/m)
+        if mid_res is not None: h = h + mid_res
         for level in self.ups:
             for blk, att in zip(level.blocks, level.attns):
                 h = self._attn(att, blk(torch.cat([h, skips.pop()], dim=1), emb), ctx, mask)   # concat the skip on the channels
