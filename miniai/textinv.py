@@ -27,13 +27,13 @@ TEAL = (20, 150, 150)   # RGB 0-255: between the data set's green and blue, far 
 
 def render_concept(rgb,                  # the object colour, three numbers in 0..255
                    shapes, sizes, positions, backgrounds,   # one name each per image, from SHAPES, SIZES, POSITIONS, BACKGROUNDS
-                   seed:int=0            # the jitter of position, radius and colours
+                   seed:int|None=0       # the jitter of position, radius and colours (None: none)
                   ) -> torch.Tensor:
     "Images (N, 3, 32, 32) uint8 of one object each in colour `rgb`, drawn as `render_shapes` draws the data set's."
     n = len(shapes)
     if not len(sizes) == len(positions) == len(backgrounds) == n: raise ValueError('give one size, position and background per shape.')
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb): raise ValueError(f'rgb must be three numbers in 0..255, got {rgb!r}.')
-    u = torch.as_tensor(item_uniforms(seed, np.arange(n), 9), dtype=torch.float32)
+    u = torch.full((n, 9), 0.5) if seed is None else torch.as_tensor(item_uniforms(seed, np.arange(n), 9), dtype=torch.float32)
     ys, xs = torch.meshgrid(*[torch.arange(32, dtype=torch.float32) + 0.5] * 2, indexing='ij')   # pixel centres
     out = torch.empty(n, 3, 32, 32)
     for i, (shp, sz, pos, bgn) in enumerate(zip(shapes, sizes, positions, backgrounds)):
@@ -48,7 +48,7 @@ def render_concept(rgb,                  # the object colour, three numbers in 0
 # %% ../nbs/39_textinv.ipynb #3cae69a4
 def object_colour(images,                # (N, 3, H, W): uint8, or floats in [-1, 1]
                   min_dist:float=40.,    # an object must differ from the background by this much (RGB 0-255)
-                  frac:float=0.7         # object pixels: at least this share of the largest distance from the background
+                  frac:float=0.5         # object pixels: at least this share of the largest distance from the background
                  ) -> torch.Tensor:
     "The mean RGB (0-255) of each image's object, (N, 3); NaN where nothing stands out from the background."
     x = torch.as_tensor(images)
@@ -124,12 +124,12 @@ def learn_embedding(pipe:StableDiffusion,
                     images,                # a few images of the concept (N, 3, H, W), uint8 or in [-1, 1]
                     captions,              # one per image, each naming `token`
                     init:str,              # a related known word: the embedding starts there
-                    steps:int=300, lr:float=1e-2,
+                    steps:int=300, lr:float=3e-2,
                     bs:int=16,             # images per step (drawn with replacement from `images`)
                     seed:int=0) -> tuple:
     "Textual inversion: `(new pipeline, losses)`; only `token`'s embedding was trained, with the diffusion loss on `images`."
-    x, captions = concept_batch(pipe, images, captions, token)
     new = add_token(pipe, token, init)
+    x, captions = concept_batch(pipe, images, captions, token)
     enc, unet, dev = new.text.encoder, pipe.unet, pipe.device
     dist = encode_dist(pipe.vae, x)                                      # the VAE's latent distribution, scaled: (N, C, h, w) each
     ids = new.text.ids(captions).to(dev); mask = ids != new.text.tok.pad  # (N, L)
