@@ -148,7 +148,7 @@ def learn_embedding(pipe:StableDiffusion,
     with torch.no_grad(): enc.tok_emb.weight[-1] = v.detach()
     return new, losses
 
-# %% ../nbs/39_textinv.ipynb #235d688a
+# %% ../nbs/39_textinv.ipynb #3c3082a6
 def save_embedding(pipe:StableDiffusion, token:str, path) -> Path:
     "Save `token`'s embedding alone (with the token and the hash of the text encoder without it) as safetensors, atomically."
     tok, enc = pipe.text.tok, pipe.text.encoder
