@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 from miniai.core import def_device, set_seed
-from miniai.captions import load_judge, judge_accuracy
+from miniai.captions import load_judge
 from miniai.fid import fid_classifier
 from miniai.latent import pretrained_stack, train_stack_ldm, LDMConfig, ema_of, stack_data
 from miniai.pipeline import StableDiffusion
@@ -45,10 +45,8 @@ def geneval_table(res:dict) -> str:
 
 def run_geneval(a, judge, dev) -> dict:
     pipe = StableDiffusion.pretrained(a.size, device=dev)
-    caps, attrs = one_object_prompts(a.n_prompts, a.seed)
-    from miniai.captions import shapes_from_captions
-    real = make_real(caps, a.seed)
-    ceil = {k: v.float().mean().item() for k, v in attribute_matches(real, attrs, judge).items()}
+    d = one_object_prompts(a.n_prompts, a.seed)
+    ceil = {k: v.float().mean().item() for k, v in attribute_matches(d['image'], d, judge).items()}
     t = time.time()
     res = geneval(pipe, a.n_prompts, a.scales, a.steps, a.sampler, a.seed, judge, a.bs)
     res['seconds'], res['judge_on_real'] = time.time() - t, ceil
@@ -57,16 +55,6 @@ def run_geneval(a, judge, dev) -> dict:
     w, best = best_scale(res)
     print(f'\nbest guidance {w:g}: all-match {best:.3f}; the judge on the real images of the same captions: all-match {ceil["all"]:.3f}')
     return res
-
-def make_real(caps, seed):
-    from miniai.captions import make_shapes, SHAPES_ATTRS
-    # the real test images these captions were written for: the same filter over the same items
-    d, out, i = None, [], 0
-    while len(out) < len(caps):
-        d = make_shapes(2 * len(caps) + 16, seed, 'test', start=i)
-        out += [d['image'][j] for j in range(len(d['caption'])) if d['count'][j] == 0]
-        i += 2 * len(caps) + 16
-    return torch.as_tensor(__import__('numpy').stack(out[:len(caps)]))
 
 def run_fashion(a, dev) -> dict:
     t = time.time()
@@ -107,13 +95,17 @@ def run_compare(a, judge, dev) -> dict:
     out = {}
     for p in ('eps', 'edm'):
         t = time.time()
-        learn = train_stack_ldm(s['vae'], s['text'], a.size, LDMConfig(p), device=dev, epochs=a.compare_epochs)
-        train_s = time.time() - t
-        pipe = StableDiffusion(s['vae'], s['text'], ema_of(learn), learn.ldm_cfg).to(dev)
+        if p == s['cfg'].param and a.compare_epochs is None:
+            # the stack's own U-Net was trained by this same call (train_stack_ldm, this recipe, LDMConfig(p), seed 0)
+            unet, cfg, how = s['unet'], s['cfg'], 'the cached stack U-Net (same recipe)'
+        else:
+            learn = train_stack_ldm(s['vae'], s['text'], a.size, LDMConfig(p), device=dev, epochs=a.compare_epochs)
+            unet, cfg, how = ema_of(learn), learn.ldm_cfg, f'trained here in {time.time() - t:.0f} s'
+        pipe = StableDiffusion(s['vae'], s['text'], unet, cfg).to(dev)
         res = geneval(pipe, a.n_prompts, a.scales, a.steps, a.sampler, a.seed, judge, a.bs)
-        res['train_seconds'], res['final_loss'] = train_s, learn.history[-1] if getattr(learn, 'history', None) else None
+        res['unet'] = how
         out[p] = res
-        print(f'\n## {p} (trained {train_s:.0f} s, {a.compare_epochs or "recipe"} epochs)\n')
+        print(f'\n## {p} ({how}, {a.compare_epochs or "recipe"} epochs)\n')
         print(geneval_table(res))
     print('\n| param | best guidance | all-match |\n|---|---|---|')
     for p, r in out.items(): w, b = best_scale(r); print(f'| {p} | {w:g} | {b:.3f} |')
@@ -127,6 +119,8 @@ def main(argv=None):
     ap.add_argument('--scales', type=float, nargs='+', default=[1, 3, 5, 7], help='guidance scales for GenEval')
     ap.add_argument('--fashion_scales', type=float, nargs='+', default=[1, 3, 5], help='guidance scales for the Fashion accuracy')
     ap.add_argument('--neg_scale', type=float, default=3., help='guidance scale of the negative-prompt measurement')
+    ap.add_argument('--judge', default='full', choices=('small', 'full'),
+                    help="the shapes judge: 'full' (default; trained once and cached) or quick mode's 'small', which reads shapes poorly")
     ap.add_argument('--steps', type=int, default=20)
     ap.add_argument('--sampler', default='dpmpp_2m')
     ap.add_argument('--seed', type=int, default=0)
@@ -145,8 +139,8 @@ def main(argv=None):
     a.n_per_class = a.n_per_class or (100 if full else 20)
     parts = a.only or [p for p in PARTS if p not in a.skip and (p != 'compare' or a.compare)]
     dev = torch.device(a.device) if a.device else def_device
-    judge = load_judge(size=a.size, device=dev)
-    print(f'judge ({a.size}) test accuracy: {json.dumps({k: round(v, 3) for k, v in judge.accuracy.items()})}')
+    judge = load_judge(size=a.judge, device=dev)
+    print(f'judge ({a.judge}) test accuracy: {json.dumps({k: round(v, 3) for k, v in judge.accuracy.items()})}')
     out, t0 = {'args': vars(a)}, time.time()
     runs = {'geneval': lambda: run_geneval(a, judge, dev), 'fashion': lambda: run_fashion(a, dev),
             'negative': lambda: run_negative(a, judge, dev), 'speed': lambda: run_speed(a, dev),

@@ -77,7 +77,7 @@ def geneval(pipe, n_prompts:int|None=None,         # prompts per setting (defaul
             judge:ShapesJudge|None=None, bs:int=64) -> dict:
     "GenEval-style correctness: for each guidance scale, the share of images whose colour, shape, position (and each alone) match the prompt."
     _check_pipe(pipe, (3, 32, 32), 'geneval')
-    n = by_mode(500, 64) if n_prompts is None else n_prompts
+    n = by_mode(500, 48) if n_prompts is None else n_prompts
     scales = list(guidance_scales)
     if not scales: raise ValueError('guidance_scales is empty: give at least one scale, e.g. (1, 3, 5, 7).')
     judge = judge or load_judge()
@@ -120,12 +120,12 @@ def classify_fashion(images, classifier) -> torch.Tensor:
     return torch.cat([classifier.eval()(x[i:i+512].to(dev)).argmax(1).cpu() for i in range(0, len(x), 512)])
 
 def fashion_accuracy(pipe, classifier=None,       # a `FeatureNet` (default: `fid_classifier()`, miniai's own)
-                     n_per_class:int|None=None,     # images per class (default 50, 8 in quick mode)
+                     n_per_class:int|None=None,     # images per class (default 100, 4 in quick mode)
                      guidance_scale:float=3., steps:int=20, sampler:str='dpmpp_2m', seed:int=0, bs:int=64,
                      template:str='a photo of a {label}') -> dict:
     "The share of images made from `template` per class that the classifier puts in that class: `{'accuracy', 'per_class', 'images', 'labels'}`."
     _check_pipe(pipe, (1, 32, 32), 'fashion_accuracy')
-    n = by_mode(50, 8) if n_per_class is None else n_per_class
+    n = by_mode(100, 4) if n_per_class is None else n_per_class
     if n < 1: raise ValueError(f'n_per_class must be >= 1, got {n}.')
     prompts = [p[0] for p in fashion_prompts(template)]
     labels = torch.arange(len(prompts)).repeat_interleave(n)
@@ -143,7 +143,7 @@ def negative_colour(pipe, n_prompts:int|None=None, guidance_scale:float=3., step
                     judge:ShapesJudge|None=None, bs:int=64) -> dict:
     "How often images show colour X, with and without X in the negative prompt: for prompts that name no colour, and prompts that name X."
     _check_pipe(pipe, (3, 32, 32), 'negative_colour')
-    n = by_mode(300, 48) if n_prompts is None else n_prompts
+    n = by_mode(500, 32) if n_prompts is None else n_prompts
     judge = judge or load_judge()
     d = one_object_prompts(n, seed)
     caps, want = d['caption'], torch.as_tensor(d['colour1'])
@@ -156,16 +156,18 @@ def negative_colour(pipe, n_prompts:int|None=None, guidance_scale:float=3., step
 
 # %% ../nbs/42_t2i.ipynb #c028t2i
 @torch.no_grad()
-def seconds_per_image(pipe, batch_size:int=1, steps:int=20, sampler:str='dpmpp_2m', guidance_scale:float=3., n_batches:int=2) -> float:
-    "Wall-clock seconds per image of `pipe` at `batch_size`, the median of `n_batches` timed batches after one warm-up batch."
+def seconds_per_image(pipe, batch_size:int=1, steps:int=20, sampler:str='dpmpp_2m', guidance_scale:float=3., n_batches:int=1) -> float:
+    "Wall-clock seconds per image of `pipe` at `batch_size`: the median over `n_batches` timed batches, after a one-step warm-up."
+    if batch_size < 1 or n_batches < 1: raise ValueError(f'batch_size and n_batches must be >= 1, got {batch_size} and {n_batches}.')
     prompts = ['a large red circle in the centre'] * batch_size
     sync = torch.cuda.synchronize if pipe.device.type == 'cuda' else (lambda: None)
+    pipe(prompts, guidance_scale=guidance_scale, steps=1, sampler=sampler)              # warm-up: allocations, kernels
     times = []
-    for i in range(n_batches + 1):
+    for i in range(n_batches):
         sync(); t = time.perf_counter()
         pipe(prompts, guidance_scale=guidance_scale, steps=steps, sampler=sampler, generator=torch.Generator(pipe.device).manual_seed(i))
         sync(); times.append(time.perf_counter() - t)
-    return float(np.median(times[1:])) / batch_size
+    return float(np.median(times)) / batch_size
 
 _MEM_SCRIPT = '''
 import json, resource, sys, time, torch
@@ -177,14 +179,14 @@ pipe = StableDiffusion.pretrained({size!r}, device=dev)
 kb = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 before = kb()
 if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
-s = seconds_per_image(pipe, {bs}, {steps}, n_batches=1)
+s = seconds_per_image(pipe, {bs}, {steps})
 out = dict(rss_loaded_mb=before / 1024, rss_peak_mb=kb() / 1024, seconds_per_image=s)
 if dev.type == 'cuda': out['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
 print('RESULT' + json.dumps(out))
 '''
 
 def peak_memory(size:str|None=None, batch_size:int=64, steps:int=20, device=None, threads:int=1) -> dict:
-    "Peak memory of generating `batch_size` images, measured in a fresh process: its peak resident set (MB) after loading the pipeline and after sampling, and the peak CUDA allocation on a GPU."
+    "Peak memory (MB) of sampling `batch_size` images in a fresh process: resident set after loading and after sampling, CUDA peak on a GPU; and its seconds per image."
     dev = str(def_device if device is None else device)
     code = _MEM_SCRIPT.format(threads=threads, device=dev, size=size or by_mode('full', 'small'), bs=batch_size, steps=steps)
     root = str(Path(miniai.__file__).resolve().parent.parent)                 # the subprocess imports this same miniai
