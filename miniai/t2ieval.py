@@ -105,7 +105,7 @@ def best_scale(res:dict) -> tuple:
     "`(scale, all-match)` of the guidance scale with the highest all-match."
     return max(((w, r['all']) for w, r in res['scales'].items()), key=lambda t: t[1])
 
-# %% ../nbs/42_t2i.ipynb #c022t2i
+# %% ../nbs/42_t2i.ipynb #c023t2i
 def fashion_pipe(size:str|None=None, device=None):
     "The text-to-image pipeline of the Fashion-MNIST stack (`pretrained_stack(size, data='fashion')`): 1x32x32 images."
     s = pretrained_stack(size, device=device, data='fashion')
@@ -134,7 +134,7 @@ def fashion_accuracy(pipe, classifier=None,       # a `FeatureNet` (default: `fi
     return {'accuracy': ok.float().mean().item(), 'per_class': ok.view(len(prompts), n).float().mean(1).tolist(),
             'images': images, 'labels': labels, 'prompts': prompts}
 
-# %% ../nbs/42_t2i.ipynb #c025t2i
+# %% ../nbs/42_t2i.ipynb #c027t2i
 def _no_colour(caption:str) -> str:
     for c in COLOURS: caption = caption.replace(f' {c} ', ' ')
     return caption
@@ -154,7 +154,7 @@ def negative_colour(pipe, n_prompts:int|None=None, guidance_scale:float=3., step
     return {'no colour named': {'no negative': rate(plain, None), 'X negative': rate(plain, x)},
             'X named': {'no negative': rate(caps, None), 'X negative': rate(caps, x)}, 'n': n, 'guidance_scale': guidance_scale}
 
-# %% ../nbs/42_t2i.ipynb #c028t2i
+# %% ../nbs/42_t2i.ipynb #c030t2i
 @torch.no_grad()
 def seconds_per_image(pipe, batch_size:int=1, steps:int=20, sampler:str='dpmpp_2m', guidance_scale:float=3., n_batches:int=1) -> float:
     "Wall-clock seconds per image of `pipe` at `batch_size`: the median over `n_batches` timed batches, after a one-step warm-up."
@@ -170,23 +170,29 @@ def seconds_per_image(pipe, batch_size:int=1, steps:int=20, sampler:str='dpmpp_2
     return float(np.median(times)) / batch_size
 
 _MEM_SCRIPT = '''
-import json, resource, sys, time, torch
+import json, os, threading, time, torch
 torch.set_num_threads({threads})
 from miniai.t2ieval import seconds_per_image
 from miniai.pipeline import StableDiffusion
 dev = torch.device({device!r})
+rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 pipe = StableDiffusion.pretrained({size!r}, device=dev)
-kb = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-before = kb()
-if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+loaded = rss()
+peak, done = [loaded], threading.Event()
+def watch():                                    # sample the resident set every 5 ms while the images are made
+    while not done.wait(0.005): peak[0] = max(peak[0], rss())
+th = threading.Thread(target=watch, daemon=True); th.start()
+if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
 s = seconds_per_image(pipe, {bs}, {steps})
-out = dict(rss_loaded_mb=before / 1024, rss_peak_mb=kb() / 1024, seconds_per_image=s)
-if dev.type == 'cuda': out['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
+done.set(); th.join()
+out = dict(rss_loaded_mb=loaded, rss_peak_mb=max(peak[0], rss()), seconds_per_image=s)
+if dev.type == 'cuda': out.update(cuda_loaded_mb=base / 2**20, cuda_peak_mb=torch.cuda.max_memory_allocated() / 2**20)
 print('RESULT' + json.dumps(out))
 '''
 
 def peak_memory(size:str|None=None, batch_size:int=64, steps:int=20, device=None, threads:int=1) -> dict:
-    "Peak memory (MB) of sampling `batch_size` images in a fresh process: resident set after loading and after sampling, CUDA peak on a GPU; and its seconds per image."
+    "Memory (MB) of sampling `batch_size` images in a fresh process: resident set after loading and its peak while sampling (and CUDA's); and the seconds per image."
+    if not Path('/proc/self/statm').exists(): raise RuntimeError('peak_memory reads /proc/self/statm, which only Linux has.')
     dev = str(def_device if device is None else device)
     code = _MEM_SCRIPT.format(threads=threads, device=dev, size=size or by_mode('full', 'small'), bs=batch_size, steps=steps)
     root = str(Path(miniai.__file__).resolve().parent.parent)                 # the subprocess imports this same miniai
@@ -196,4 +202,5 @@ def peak_memory(size:str|None=None, batch_size:int=64, steps:int=20, device=None
     if r.returncode or not line: raise RuntimeError(f'the memory measurement failed:\n{r.stderr[-2000:]}')
     d = json.loads(line[-1][6:])
     d['rss_sampling_mb'] = d['rss_peak_mb'] - d['rss_loaded_mb']
+    if 'cuda_peak_mb' in d: d['cuda_sampling_mb'] = d['cuda_peak_mb'] - d['cuda_loaded_mb']
     return d
