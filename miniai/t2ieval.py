@@ -72,7 +72,7 @@ def generate(pipe, prompts:list, negative_prompt=None, guidance_scale:float=3., 
     return torch.cat(out)
 
 # %% ../nbs/42_t2i.ipynb #c016t2i
-def geneval(pipe, n_prompts:int|None=None,         # prompts per setting (default: 500, or 64 in quick mode)
+def geneval(pipe, n_prompts:int|None=None,         # prompts per setting (default: 500, or 48 in quick mode)
             guidance_scales=(1., 3., 5., 7.), steps:int=20, sampler:str='dpmpp_2m', seed:int=0,
             judge:ShapesJudge|None=None, bs:int=64) -> dict:
     "GenEval-style correctness: for each guidance scale, the share of images whose colour, shape, position (and each alone) match the prompt."
