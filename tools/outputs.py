@@ -20,7 +20,13 @@ for k,v in dict(MPLBACKEND='Agg', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', O
 nbs = sorted((root/'nbs').glob('[0-9]*.ipynb')) if '--all' in args else [Path(a).resolve() for a in args if not a.startswith('--')]
 if not nbs: sys.exit(__doc__)
 
-from execnb.shell import CaptureShell   # imported after the environment is set
+from execnb.shell import CaptureShell as _Shell   # imported after the environment is set
+
+class CaptureShell(_Shell):
+    "execnb drops the printed output of a cell whose code ends with ';'. Jupyter only hides its value, so do that."
+    def _run(self, raw_cell, *args, **kwargs):
+        if raw_cell.rstrip().endswith(';'): raw_cell = raw_cell.rstrip() + '\npass'
+        return super()._run(raw_cell, *args, **kwargs)
 # small figures: the repo must stay small, and GitHub shows them at this size anyway
 inject = "import matplotlib as _mpl; _mpl.rcParams['figure.dpi'] = 60; _mpl.rcParams['savefig.dpi'] = 60"
 failed = []
