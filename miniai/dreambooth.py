@@ -22,71 +22,18 @@ from .text import Tokenizer, words
 from .latent import TextConditioner, TextNoisifyCB, encode_dist, model_hash
 from .pipeline import StableDiffusion
 from .captions import COLOURS, SHAPES, SIZES, POSITIONS, SHAPES_ATTRS, shapes_attrs, render_shapes
+from .textinv import add_token
+
 
 # %% auto #0
-__all__ = ['render_object', 'object_colour', 'nearest_colour', 'add_token', 'class_latents', 'DreamboothLoader', 'DreamboothCB',
-           'weighted_mse', 'dreambooth', 'save_dreambooth', 'load_dreambooth']
-
-# %% ../nbs/40_dreambooth.ipynb #346d499e
-def render_object(n:int,                 # number of images
-                  rgb,                   # the object's colour, 3 numbers in 0..255
-                  shape:str='circle', size:str='large', position:str='centre',
-                  seed:int=0):           # chooses backgrounds and jitter (via `shapes_attrs`)
-    "Images (n, 3, 32, 32) uint8 of one `shapes` object in a colour of its own: `render_shapes` in red and in blue, repainted."
-    for v, names, nm in ((shape, SHAPES, 'shape'), (size, SIZES, 'size'), (position, POSITIONS, 'position')):
-        if v not in names: raise ValueError(f'unknown {nm} {v!r}; the {nm}s are {names}.')
-    rgb = torch.as_tensor(rgb, dtype=torch.float32)
-    if rgb.shape != (3,) or rgb.min() < 0 or rgb.max() > 255: raise ValueError(f'rgb must be 3 numbers in 0..255, got {rgb.tolist()}.')
-    a, u = shapes_attrs(seed, np.arange(n))
-    none = lambda k: np.full(n, len(SHAPES_ATTRS[k]) - 1)
-    a = {**a, 'count': np.zeros(n, np.int64), 'shape1': np.full(n, SHAPES.index(shape)), 'size1': np.full(n, SIZES.index(size)),
-         'position1': np.full(n, POSITIONS.index(position)), **{k: none(k) for k in ('shape2', 'colour2', 'size2', 'position2')}}
-    u = u.copy(); u[:, 6:9] = 0.5                                     # no colour jitter on object 1 (jitter layout: see 30)
-    red, blue = (torch.tensor(COLOURS[c], dtype=torch.float32)[:, None, None] for c in ('red', 'blue'))
-    xr = render_shapes({**a, 'colour1': np.full(n, list(COLOURS).index('red'))}, u).float()
-    xb = render_shapes({**a, 'colour1': np.full(n, list(COLOURS).index('blue'))}, u).float()
-    d = red - blue                                                    # xr - xb = alpha * (red - blue)
-    alpha = ((xr - xb) * d).sum(1, keepdim=True) / (d * d).sum()      # (n, 1, 32, 32) the object's coverage
-    return (xr + alpha * (rgb[:, None, None] - red)).round().clamp(0, 255).to(torch.uint8)
-
-# %% ../nbs/40_dreambooth.ipynb #24c0837d
-def object_colour(images,               # (N, 3, H, W): uint8, or floats in [-1, 1]
-                  thresh:float=60.):     # RGB distance (0-255 scale) from the background that counts as object
-    "`(rgb (N, 3) on a 0-255 scale, coverage (N,))` of each image's object: the pixels far from the border's median colour."
-    x = torch.as_tensor(images)
-    if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f'images must be RGB (N, 3, H, W), got {tuple(x.shape)}.')
-    x = x.float() if x.dtype == torch.uint8 else (x.float().clamp(-1, 1) + 1) * 127.5
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], 2)   # (N, 3, 4W)
-    bg = border.median(2).values[:, :, None, None]
-    m = ((x - bg).norm(dim=1, keepdim=True) > thresh).float()          # (N, 1, H, W) the object
-    return (x * m).sum((2, 3)) / m.sum((2, 3)).clamp(min=1), m.mean((1, 2, 3))
-
-def nearest_colour(rgb,                  # (N, 3) colours, 0-255
-                   refs:dict) -> list:   # name -> reference colour
-    "The name of the reference colour nearest to each row of `rgb`."
-    names, R = list(refs), torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in refs.values()])
-    return [names[i] for i in torch.cdist(torch.as_tensor(rgb, dtype=torch.float32), R).argmin(1).tolist()]
+__all__ = ['random_row', 'class_latents', 'DreamboothLoader', 'DreamboothCB', 'weighted_mse', 'dreambooth', 'save_dreambooth',
+           'load_dreambooth']
 
 # %% ../nbs/40_dreambooth.ipynb #9987b8ac
-def add_token(text:TextConditioner, token:str,
-              init=None,                 # the new row: None (random, at the trained rows' spread), a word to copy, or a tensor (d,)
-              seed:int=0) -> TextConditioner:
-    "A copy of `text` whose tokenizer knows `token`, with one new (frozen) embedding row; `text` itself is unchanged."
-    if not isinstance(token, str) or words(token) != [token]: raise ValueError(f'token must be one lower-case word, got {token!r}.')
-    tok, enc = text.tok, text.encoder
-    if token in tok.stoi: raise ValueError(f'{token!r} is already a word of the tokenizer: pick a new rare word, e.g. "sks".')
-    W = enc.tok_emb.weight.detach()
-    if init is None: new = torch.randn(W.shape[1], generator=torch.Generator().manual_seed(seed)) * W[4:].std()
-    elif isinstance(init, str):
-        if init not in tok.stoi: raise ValueError(f'init word {init!r} is not in the vocabulary.')
-        new = W[tok.stoi[init]].clone()
-    else:
-        new = torch.as_tensor(init, dtype=W.dtype).reshape(-1)
-        if len(new) != W.shape[1]: raise ValueError(f'init must have {W.shape[1]} numbers (the embedding width), got {len(new)}.')
-    enc2 = copy.deepcopy(enc)
-    enc2.tok_emb = nn.Embedding.from_pretrained(torch.cat([W, new[None].to(W)]), freeze=True)
-    enc2.cfg = replace(enc.cfg, vocab_size=len(tok) + 1)
-    return TextConditioner(enc2, Tokenizer(tok.vocab + [token], tok.context_len))
+def random_row(text:TextConditioner, seed:int=0) -> torch.Tensor:
+    "An embedding row drawn like the trained rows of `text`'s encoder (the same spread): a word with no prior."
+    W = text.encoder.tok_emb.weight.detach()
+    return torch.randn(W.shape[1], generator=torch.Generator().manual_seed(seed)) * W[4:].std().item()
 
 # %% ../nbs/40_dreambooth.ipynb #f56db5f5
 @torch.no_grad()
@@ -155,7 +102,7 @@ def dreambooth(pipe:StableDiffusion,
     x = pipe.check_images(x)
     if prior_weight < 0: raise ValueError(f'prior_weight must be >= 0, got {prior_weight}.')
     prompts = _check_prompts(prompt, token, len(x))
-    text = pipe.text if token in pipe.text.tok.stoi else add_token(pipe.text, token, seed=seed)
+    text = pipe.text if token in pipe.text.tok.stoi else add_token(pipe, token, vector=random_row(pipe.text, seed)).text
     cls_z = cls_ids = None
     if prior_weight > 0:
         if class_prompt is None: class_prompt = ' '.join(w for w in prompts[0].split() if w != token)
@@ -200,6 +147,6 @@ def load_dreambooth(path, base:StableDiffusion) -> StableDiffusion:
     sd = load_file(str(path))
     unet = UNet2D(UNetConfig(**json.loads(meta['unet_config'])))
     unet.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith('unet.')})
-    out = StableDiffusion(base.vae, add_token(base.text, tok, init=sd['token_emb']), unet.to(base.device).eval(), base.cfg)
+    out = StableDiffusion(base.vae, add_token(base, tok, vector=sd['token_emb']).text, unet.to(base.device).eval(), base.cfg)
     out.token, out.base_text = tok, meta['base_text']
     return out

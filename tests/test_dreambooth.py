@@ -4,7 +4,8 @@ os.environ.setdefault('MINIAI_QUICK', '1')
 import pytest, torch
 from miniai.latent import model_hash
 from miniai.pipeline import StableDiffusion
-from miniai.dreambooth import render_object, add_token, dreambooth, save_dreambooth, load_dreambooth, object_colour
+from miniai.dreambooth import dreambooth, save_dreambooth, load_dreambooth, random_row
+from miniai.textinv import TEAL, render_concept, add_token
 
 PROMPT = 'a large sks circle in the centre'
 
@@ -12,11 +13,7 @@ PROMPT = 'a large sks circle in the centre'
 def pipe(): return StableDiffusion.pretrained('small', device='cpu')
 
 @pytest.fixture(scope='module')
-def subject(): return render_object(3, (0, 150, 140), seed=7)
-
-def test_object_colour_of_rendered_object(subject):
-    rgb, cover = object_colour(subject)
-    assert torch.allclose(rgb, torch.tensor([0., 150., 140.]).expand(3, 3), atol=25) and (cover > 0.1).all()
+def subject(): return render_concept(TEAL, ['circle'] * 3, ['large'] * 3, ['centre'] * 3, ['black', 'gray', 'white'], seed=7)
 
 @pytest.mark.parametrize('bad,msg', [
     (lambda s: s[:0], 'no images'),
@@ -31,7 +28,7 @@ def test_bad_prompts(pipe, subject):
     with pytest.raises(ValueError, match="lacks the token 'sks'"): dreambooth(pipe, subject, 'a large circle in the centre', steps=1, prior_weight=0.)
     with pytest.raises(ValueError, match='2 prompts for 3 images'): dreambooth(pipe, subject, [PROMPT] * 2, steps=1, prior_weight=0.)
     with pytest.raises(ValueError, match='must not name'): dreambooth(pipe, subject, PROMPT, class_prompt='a sks circle', steps=1)
-    with pytest.raises(ValueError, match='already a word'): add_token(pipe.text, 'circle')
+    with pytest.raises(ValueError, match='already in the vocabulary'): add_token(pipe, 'circle', vector=random_row(pipe.text))
 
 def test_base_untouched_and_save_load(pipe, subject, tmp_path):
     h = model_hash(pipe.unet), model_hash(pipe.text.encoder), len(pipe.text.tok)
