@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from .learner import Callback
 from .schedules import noisify
 from .samplers import append_dims
+from .cond import _check_scale
+
 
 # %% auto #0
 __all__ = ['NoisyLabelCB', 'NoisyClassifier', 'ClassifierGuidance']
@@ -41,10 +43,7 @@ class NoisyClassifier(nn.Module):
         return self.head(h.mean((2, 3)))
 
 # %% ../nbs/47_clfguide.ipynb #296e99f6
-def _check_guidance_scale(scale):
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f'the guidance scale must be a finite number (0: no guidance, 1-10: typical), got {scale!r}.')
-    return float(scale)
+_check_guidance_scale = _check_scale   # 23's check: one definition for every guidance scale
 
 class ClassifierGuidance:
     "A denoiser `model(x, sigma)`: the unconditional `model` plus `scale * sigma^2 * grad_x log p(c | x)` from a noise-aware classifier."

@@ -70,7 +70,7 @@ class CondDenoiser:
 
 def _check_scale(scale):
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f'the guidance scale must be a finite number (1: no guidance, 2-4: typical), got {scale!r}.')
+        raise ValueError(f'the guidance scale must be a finite number (typical: 2-4 for classifier-free guidance), got {scale!r}.')
     return float(scale)
 
 class CFGDenoiser:

@@ -19,10 +19,12 @@ from .resnet import ResBlock
 from .unet import Upsample
 from .learner import Learner, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from .optim import BatchSchedCB
+from .superres import psnr   # 26's PSNR
+
 
 # %% auto #0
 __all__ = ['DiagonalGaussian', 'VAEConfig', 'Encoder', 'Decoder', 'VAE', 'vae_loss', 'VAETrainCB', 'train_vae', 'measure_scale',
-           'encode_latents', 'decode_latents', 'save_vae', 'load_vae', 'psnr', 'eval_vae']
+           'encode_latents', 'decode_latents', 'save_vae', 'load_vae', 'eval_vae']
 
 # %% ../nbs/31_vae.ipynb #68e6992b
 class DiagonalGaussian:
@@ -217,12 +219,6 @@ def load_vae(path,                        # a file written by `save_vae`
     return model.to(def_device if device is None else device).eval()
 
 # %% ../nbs/31_vae.ipynb #1febaaec
-def psnr(a:torch.Tensor, b:torch.Tensor, data_range:float=2.) -> torch.Tensor:
-    "Peak signal-to-noise ratio in dB of each image of `a` against `b` (B, ...), for pixel values spanning `data_range`."
-    if a.shape != b.shape: raise ValueError(f'psnr needs two batches of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.')
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
-
 @torch.no_grad()
 def eval_vae(model:VAE, images:torch.Tensor, bs:int=512) -> dict:
     "Test-set measures: mean PSNR (dB) from the latent means, KL per latent element (C, h, w) and per image (nats)."

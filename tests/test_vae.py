@@ -44,4 +44,4 @@ def test_wrong_config(tmp_path):
 
 def test_psnr():
     torch.testing.assert_close(psnr(torch.zeros(1, 4), torch.full((1, 4), 0.2)), torch.tensor([20.]))
-    with pytest.raises(ValueError, match='same shape'): psnr(torch.zeros(2, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match='differ in shape'): psnr(torch.zeros(2, 3), torch.zeros(3, 3))
